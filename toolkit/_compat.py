@@ -1,0 +1,1 @@
+"""Version-sensitive imports, in one place."""

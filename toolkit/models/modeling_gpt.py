@@ -1,0 +1,301 @@
+"""A GPT in one file, in the spirit of nanoGPT, as a transformers `PreTrainedModel`.
+
+Shapes: B = batch, T = new tokens this call, S = all tokens attended to (cached + new), C = hidden size,
+H = heads, D = C // H. Attention runs through transformers' attention interface (`eager`, `sdpa`, ...), the KV
+cache is a transformers `Cache`, masks come from `transformers.masking_utils`, so `generate`, PEFT, Trainer and
+accelerate treat this model like any model from the Hub.
+
+This file is copied next to a saved model (`auto_map`): import only from torch, transformers and `.configuration_gpt`.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
+
+from .configuration_gpt import GPTConfig
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    # query (B, H, T, D), key/value (B, H, S, D), attention_mask additive (B, 1, T, S) or None
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, T, S)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
+    out = torch.matmul(probs, value)  # (B, H, T, D)
+    return out.transpose(1, 2).contiguous(), probs  # (B, T, H, D)
+
+
+class GPTAttention(nn.Module):
+    """Multi-head causal self-attention with separate q/k/v/o projections (LoRA targets `q_proj`, `v_proj`)."""
+
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = True  # read by the sdpa / flash backends
+        self.attention_dropout = config.attention_dropout
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states, attention_mask=None, cache: Cache | None = None, **kwargs):
+        B, T, _ = hidden_states.shape
+        heads = (B, T, self.num_heads, self.head_dim)
+        q = self.q_proj(hidden_states).view(heads).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(hidden_states).view(heads).transpose(1, 2)  # (B, H, T, D)
+        v = self.v_proj(hidden_states).view(heads).transpose(1, 2)  # (B, H, T, D)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, H, S, D): cached keys/values followed by the new ones
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, weights = attention_interface(
+            self,
+            q,
+            k,
+            v,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        out = out.reshape(B, T, -1)  # (B, T, C)
+        return self.resid_dropout(self.o_proj(out)), weights
+
+
+class GPTMLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
+        self.act = ACT2FN[config.hidden_act]
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return self.dropout(self.down_proj(self.act(self.up_proj(x))))
+
+
+class GPTBlock(GradientCheckpointingLayer):
+    """Pre-LayerNorm decoder block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.attn = GPTAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.mlp = GPTMLP(config)
+
+    def forward(self, hidden_states, attention_mask=None, cache: Cache | None = None, **kwargs):
+        attn_out, _ = self.attn(self.ln_1(hidden_states), attention_mask=attention_mask, cache=cache, **kwargs)
+        hidden_states = hidden_states + attn_out
+        return hidden_states + self.mlp(self.ln_2(hidden_states))
+
+
+class GPTPreTrainedModel(PreTrainedModel):
+    config_class = GPTConfig
+    config: GPTConfig
+    base_model_prefix = "transformer"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GPTBlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        """GPT-2 init: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer)."""
+        super()._init_weights(module)
+        if isinstance(module, GPTAttention):
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.o_proj.weight, mean=0.0, std=std)
+        elif isinstance(module, GPTMLP):
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.down_proj.weight, mean=0.0, std=std)
+
+
+class GPTModel(GPTPreTrainedModel):
+    """The decoder stack without a head: token + position embeddings, blocks, final LayerNorm."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList([GPTBlock(config, i) for i in range(config.num_hidden_layers)])
+        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.wte
+
+    def set_input_embeddings(self, new_embeddings):
+        self.wte = new_embeddings
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids)  # (B, T, C)
+        B, T, _ = inputs_embeds.shape
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+
+        past = cache.get_seq_length() if cache is not None else 0
+        if past + T > self.config.max_position_embeddings:
+            raise ValueError(
+                f"The input has {past + T} tokens ({past} cached + {T} new) but this model's context is "
+                f"max_position_embeddings={self.config.max_position_embeddings}. Truncate the input "
+                f"(tokenizer(..., truncation=True, max_length={self.config.max_position_embeddings})), generate fewer "
+                "new tokens, or evaluate with a sliding window."
+            )
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=inputs_embeds.device).unsqueeze(0)  # (1, T)
+
+        hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )  # None (pure causal, left to the backend), or (B, 1, T, S)
+
+        for block in self.h:
+            hidden_states = block(
+                hidden_states, attention_mask=mask, cache=cache, position_ids=position_ids, **kwargs
+            )
+        return BaseModelOutputWithPast(last_hidden_state=self.ln_f(hidden_states), cache=cache if use_cache else None)
+
+
+class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
+    """GPT with a language-modeling head tied to the token embedding."""
+
+    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        self.transformer = GPTModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """`labels` are the input ids (shifted inside); -100 is ignored. `num_items_in_batch` in kwargs makes the
+        loss a sum over that many tokens, so gradient accumulation equals one big batch."""
+        outputs = self.transformer(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state  # (B, T, C)
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])  # (B, T', V)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache)
+
+
+class GPTForSequenceClassification(GPTPreTrainedModel):
+    """GPT with a linear score head read at the last real token (reward models use num_labels=1)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = GPTModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def last_token_index(self, input_ids, attention_mask, length):
+        """Index of the last real token per row: from the attention mask (any padding side), else pad_token_id."""
+        positions = torch.arange(length)
+        if attention_mask is not None:
+            positions = positions.to(attention_mask.device)
+            return (positions * attention_mask.to(torch.long)).argmax(-1)
+        if input_ids is not None and self.config.pad_token_id is not None:
+            positions = positions.to(input_ids.device)
+            return (positions * (input_ids != self.config.pad_token_id).to(torch.long)).argmax(-1)
+        return torch.full((1,), length - 1, dtype=torch.long)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        outputs = self.transformer(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
+        B, T = logits.shape[:2]
+        last = self.last_token_index(input_ids, attention_mask, T).to(logits.device)
+        pooled = logits[torch.arange(B, device=logits.device), last]  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:
+                loss = nn.functional.mse_loss(pooled.squeeze(-1), labels.to(pooled.dtype).view(-1))
+            else:
+                loss = nn.functional.cross_entropy(pooled, labels.view(-1))
+        return SequenceClassifierOutputWithPast(loss=loss, logits=pooled)
+
+
+__all__ = ["GPTPreTrainedModel", "GPTModel", "GPTForCausalLM", "GPTForSequenceClassification"]
