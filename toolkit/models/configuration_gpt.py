@@ -10,7 +10,9 @@ from transformers import PreTrainedConfig
 # Named shapes. The GPT-2 ones match OpenAI's releases exactly (parameter counts with tied embeddings):
 # small 124,439,808 - medium 354,823,168 - large 774,030,080 - xl 1,557,611,200.
 PRESETS = {
-    "tiny": dict(num_hidden_layers=2, num_attention_heads=2, hidden_size=64, max_position_embeddings=128, vocab_size=256),
+    "tiny": dict(
+        num_hidden_layers=2, num_attention_heads=2, hidden_size=64, max_position_embeddings=128, vocab_size=256
+    ),
     "small": dict(num_hidden_layers=12, num_attention_heads=12, hidden_size=768),
     "medium": dict(num_hidden_layers=24, num_attention_heads=16, hidden_size=1024),
     "large": dict(num_hidden_layers=36, num_attention_heads=20, hidden_size=1280),
@@ -67,10 +69,11 @@ class GPTConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
+        self.check_shape()
         super().__post_init__(**kwargs)
 
-    def validate_architecture(self):
-        """Called by `@strict` validation: reject shapes the model cannot build, saying how to fix them."""
+    def check_shape(self):
+        """Reject shapes the model cannot build with a plain ValueError that says how to fix them."""
         if self.num_attention_heads <= 0 or self.hidden_size % self.num_attention_heads != 0:
             divisors = [h for h in range(1, min(self.hidden_size, 64) + 1) if self.hidden_size % h == 0]
             raise ValueError(

@@ -57,6 +57,7 @@ class GPTAttention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.o_proj.is_residual_projection = True
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, hidden_states, attention_mask=None, cache: Cache | None = None, **kwargs):
@@ -91,6 +92,7 @@ class GPTMLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
         self.act = ACT2FN[config.hidden_act]
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
+        self.down_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
@@ -125,14 +127,14 @@ class GPTPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
 
     def _init_weights(self, module):
-        """GPT-2 init: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer)."""
+        """GPT-2 init: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer).
+
+        Decided per Linear layer: transformers skips `_init_weights` on remote-code modules that hold no
+        parameters of their own (the attention and MLP containers)."""
         super()._init_weights(module)
-        if isinstance(module, GPTAttention):
+        if getattr(module, "is_residual_projection", False):
             std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
-            init.normal_(module.o_proj.weight, mean=0.0, std=std)
-        elif isinstance(module, GPTMLP):
-            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
-            init.normal_(module.down_proj.weight, mean=0.0, std=std)
+            init.normal_(module.weight, mean=0.0, std=std)
 
 
 class GPTModel(GPTPreTrainedModel):
@@ -182,7 +184,10 @@ class GPTModel(GPTPreTrainedModel):
                 f"(tokenizer(..., truncation=True, max_length={self.config.max_position_embeddings})), generate fewer "
                 "new tokens, or evaluate with a sliding window."
             )
-        if position_ids is None:
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
+            # Count only real tokens, so a left-padded row gets the same positions as the row alone.
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]  # (B, T)
+        elif position_ids is None:
             position_ids = torch.arange(past, past + T, device=inputs_embeds.device).unsqueeze(0)  # (1, T)
 
         hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
@@ -195,9 +200,7 @@ class GPTModel(GPTPreTrainedModel):
         )  # None (pure causal, left to the backend), or (B, 1, T, S)
 
         for block in self.h:
-            hidden_states = block(
-                hidden_states, attention_mask=mask, cache=cache, position_ids=position_ids, **kwargs
-            )
+            hidden_states = block(hidden_states, attention_mask=mask, cache=cache, position_ids=position_ids, **kwargs)
         return BaseModelOutputWithPast(last_hidden_state=self.ln_f(hidden_states), cache=cache if use_cache else None)
 
 
