@@ -1,0 +1,151 @@
+"""recipes/pretrain.py end to end on tiny configs: outputs, resume, graceful stop, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from recipes_loader import REPO, load_recipe
+
+pretrain = load_recipe("pretrain")
+TINY = str(REPO / "recipes/configs/pretrain/tiny_cpu.yaml")
+
+
+def run(tmp_path, *extra, name="run"):
+    output_dir = tmp_path / name
+    metrics = pretrain.main(["--config", TINY, "--output_dir", str(output_dir), *extra])
+    return output_dir, metrics
+
+
+def test_tiny_config_trains_and_saves_everything(tmp_path):
+    output_dir, metrics = run(tmp_path)
+    assert metrics["global_step"] == 30
+    assert metrics["eval_loss"] < metrics["train_loss"] + 1  # evaluated on held-out blocks
+    assert metrics["eval_perplexity"] == pytest.approx(float(torch.tensor(metrics["eval_loss"]).exp()), rel=1e-6)
+    saved = json.loads((output_dir / "metrics.json").read_text())
+    assert saved["eval_loss"] == metrics["eval_loss"]
+    assert (output_dir / "training_curves.png").stat().st_size > 10_000
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-30"]
+
+    model = AutoModelForCausalLM.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    text = "Question: Tom has 3 apples."
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    assert model.config.vocab_size == len(tokenizer)
+    # The loss at the end is well below a uniform guess over the vocabulary.
+    assert metrics["eval_loss"] < 0.9 * torch.log(torch.tensor(float(len(tokenizer)))).item()
+
+
+def test_gpt2_architecture_from_scratch(tmp_path):
+    output_dir, metrics = run(tmp_path, "--architecture", "gpt2", "--max_steps", "5", "--eval_steps", "5")
+    assert AutoModelForCausalLM.from_pretrained(output_dir).config.model_type == "gpt2"
+    assert metrics["global_step"] == 5
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path):
+    steps = ["--max_steps", "20", "--save_steps", "10", "--eval_steps", "10"]
+    full_dir, full = run(tmp_path, *steps, name="full")
+
+    resumed_dir, _ = run(tmp_path, *steps, name="resumed")
+    # Make the second run look stopped at step 10: only its step-10 checkpoint survives.
+    for path in resumed_dir.iterdir():
+        if path.name != "checkpoint-10":
+            subprocess.run(["rm", "-rf", str(path)], check=True)
+    _, resumed = run(tmp_path, *steps, "--resume_from_checkpoint", "latest", name="resumed")
+
+    assert resumed["global_step"] == 20
+    assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-6)
+    a = AutoModelForCausalLM.from_pretrained(full_dir).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(resumed_dir).state_dict()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+    output_dir = tmp_path / "stopped"
+    command = [sys.executable, str(REPO / "recipes/pretrain.py"), "--config", TINY, "--output_dir", str(output_dir)]
+    slow = ["--max_steps", "100000", "--save_steps", "100000", "--eval_steps", "100000", "--logging_steps", "1"]
+    process = subprocess.Popen([*command, *slow], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    log = ""
+    while "'loss'" not in log and time.time() < deadline:  # wait until training steps are running
+        log += process.stdout.readline()
+    os.kill(process.pid, signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, out[-2000:]
+    assert "Stopped by SIGTERM at step" in out
+    checkpoints = list(output_dir.glob("checkpoint-*"))
+    assert len(checkpoints) == 1
+    stopped_at = int(checkpoints[0].name.split("-")[1])
+    assert 0 < stopped_at < 100000
+    assert not (output_dir / "metrics.json").exists()
+
+    resume = [*command, "--max_steps", str(stopped_at + 3), "--resume_from_checkpoint", "latest"]
+    finished = subprocess.run(resume, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert json.loads((output_dir / "metrics.json").read_text())["global_step"] == stopped_at + 3
+
+
+def test_refuses_to_overwrite_another_run(tmp_path):
+    output_dir, _ = run(tmp_path, "--max_steps", "2", "--eval_steps", "2")
+    before = {p: p.stat().st_mtime_ns for p in output_dir.rglob("*")}
+    with pytest.raises(ValueError, match="already holds a run.*--overwrite_output_dir true"):
+        run(tmp_path, "--max_steps", "2")
+    assert {p: p.stat().st_mtime_ns for p in output_dir.rglob("*")} == before
+    run(tmp_path, "--max_steps", "2", "--eval_steps", "2", "--overwrite_output_dir", "true")
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
+        run(tmp_path, "--resume_from_checkpoint", "latest")
+
+
+def test_missing_column_names_the_available_ones(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"body": "hello there"}\n{"body": "general kenobi"}\n')
+    with pytest.raises(ValueError, match=r"column\(s\) \['text'\] not found; available columns: \['body'\]"):
+        run(tmp_path, "--dataset", str(data))
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "fine"}\n{"text": "also fine"}\n{"text": broken}\n')
+    with pytest.raises(ValueError, match=rf"{data}:3: malformed JSON line"):
+        run(tmp_path, "--dataset", str(data))
+
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    data = tmp_path / "empty.txt"
+    data.write_text("")
+    with pytest.raises(ValueError, match="empty.txt is empty"):
+        run(tmp_path, "--dataset", str(data))
+
+
+def test_too_little_text_for_one_block(tmp_path):
+    data = tmp_path / "short.txt"
+    data.write_text("To be, or not to be.")
+    with pytest.raises(ValueError, match="fewer than one block of 64.*smaller --block_size"):
+        run(tmp_path, "--dataset", str(data))
+
+
+def test_block_size_over_context_names_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="--block_size 64 is longer than the model's context \\(32 positions\\)"):
+        run(tmp_path, "--context_length", "32")
+
+
+def test_unknown_cli_flag_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="no_such_option"):
+        run(tmp_path, "--no_such_option", "1")
+
+
+def test_unknown_yaml_key_is_rejected(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(open(TINY).read() + "learning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        pretrain.main(["--config", str(config), "--output_dir", str(tmp_path / "out")])

@@ -1,0 +1,128 @@
+"""Where training data comes from: local files, Hub datasets, or the built-in synthetic arithmetic set.
+
+Everything ends as a `datasets.DatasetDict` with a "train" and a "validation" split, checked for emptiness and
+for the columns the recipe needs, with errors that name the file, line or column at fault.
+"""
+
+import json
+from pathlib import Path
+
+import datasets
+
+from .synthetic import arithmetic_splits
+
+SYNTHETIC_NAME = "arithmetic"
+FILE_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def check_jsonl(path: Path) -> None:
+    """Parse every line, so a malformed one is reported by file and line instead of deep inside pyarrow."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}:{number}: malformed JSON line ({error.msg} at column {error.colno})."
+                ) from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}.")
+
+
+def _data_files(path: Path) -> tuple[str, list[str]]:
+    files = sorted(p for p in path.rglob("*") if p.suffix in FILE_BUILDERS) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{path} holds no data files ({', '.join(FILE_BUILDERS)}).")
+    suffixes = {p.suffix for p in files}
+    builders = {FILE_BUILDERS.get(s) for s in suffixes}
+    if None in builders or len(builders) != 1:
+        raise ValueError(
+            f"Cannot read {path}: expected files of one kind among {', '.join(FILE_BUILDERS)}, "
+            f"found {sorted(suffixes)}."
+        )
+    for file in files:
+        if file.stat().st_size == 0:
+            raise ValueError(f"{file} is empty.")
+        if file.suffix == ".jsonl" or (file.suffix == ".json" and _looks_like_json_lines(file)):
+            check_jsonl(file)
+    return builders.pop(), [str(p) for p in files]
+
+
+def _looks_like_json_lines(path: Path) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        return not handle.read(1).lstrip().startswith("[")
+
+
+def as_prompt_completion(example: dict) -> dict:
+    """GSM8K rows in the evaluation prompt format: prompt, completion, and their concatenation as text."""
+    prompt = f"Question: {example['question']}\nAnswer:"
+    completion = f" {example['answer']}"
+    return {"prompt": prompt, "completion": completion, "text": prompt + completion}
+
+
+def load_raw(
+    source: str,
+    *,
+    config_name: str | None = None,
+    text_sample_by: str = "document",
+    synthetic_sizes: tuple[int, int] = (2000, 200),
+    synthetic_difficulty: list[int] | tuple[int, ...] = (1, 2),
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """Load `source` as it is: a local file or folder, 'arithmetic', or a Hub dataset id."""
+    if source == SYNTHETIC_NAME:
+        train_size, validation_size = synthetic_sizes
+        splits = arithmetic_splits(train_size, validation_size, validation_size, tuple(synthetic_difficulty), seed)
+        return splits.map(as_prompt_completion)
+    path = Path(source).expanduser()
+    if path.exists():
+        builder, files = _data_files(path)
+        kwargs = {"sample_by": text_sample_by} if builder == "text" else {}
+        return datasets.load_dataset(builder, data_files={"train": files}, **kwargs)
+    if source.endswith(tuple(FILE_BUILDERS)) or source.startswith((".", "/", "~")):
+        raise ValueError(f"Data file {source!r} does not exist.")
+    return datasets.load_dataset(source, config_name)
+
+
+def train_validation_splits(
+    raw: datasets.DatasetDict,
+    *,
+    train_split: str = "train",
+    validation_split: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """Pick the train and validation splits, carving the validation split out of train when there is none.
+
+    A single-row training set (one document, e.g. Tiny Shakespeare) cannot be split by rows: it is returned with
+    no validation split, and `pack_for_language_modeling` holds out the tail of the token stream instead."""
+    if train_split not in raw:
+        raise ValueError(f"Split {train_split!r} not found; the data has splits {list(raw)}.")
+    train = raw[train_split]
+    if len(train) == 0:
+        raise ValueError(f"The {train_split!r} split is empty.")
+    if validation_split is None:
+        validation_split = next((name for name in ("validation", "valid", "test") if name in raw), None)
+    elif validation_split not in raw:
+        raise ValueError(f"Split {validation_split!r} not found; the data has splits {list(raw)}.")
+    if validation_split is not None:
+        return datasets.DatasetDict(train=train, validation=raw[validation_split])
+    if len(train) < 2 or validation_fraction <= 0:
+        return datasets.DatasetDict(train=train)
+    held_out = train.train_test_split(test_size=validation_fraction, seed=seed)
+    return datasets.DatasetDict(train=held_out["train"], validation=held_out["test"])
+
+
+def require_columns(dataset: datasets.Dataset, columns: list[str], source: str) -> None:
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"{source}: column(s) {missing} not found; available columns: {dataset.column_names}. "
+            "Name the right ones with --text_column / --prompt_column / --completion_column."
+        )
+
+
+def select_first(dataset: datasets.Dataset, limit: int | None) -> datasets.Dataset:
+    return dataset.select(range(min(limit, len(dataset)))) if limit is not None else dataset

@@ -1,0 +1,31 @@
+"""Training building blocks the recipes are made of: arguments, tokenizer/model setup, Trainer extras."""
+
+from .arguments import AdapterArguments, DataArguments, ModelArguments, RunArguments
+from .setup import build_model, build_tokenizer, check_block_size, model_context_length
+from .trainer import (
+    GracefulStopCallback,
+    PerplexityLoggingMixin,
+    ToolkitTrainer,
+    TrainingCurvesCallback,
+    check_output_dir,
+    resolve_checkpoint,
+    train_and_save,
+)
+
+__all__ = [
+    "AdapterArguments",
+    "DataArguments",
+    "ModelArguments",
+    "RunArguments",
+    "build_model",
+    "build_tokenizer",
+    "check_block_size",
+    "model_context_length",
+    "GracefulStopCallback",
+    "PerplexityLoggingMixin",
+    "ToolkitTrainer",
+    "TrainingCurvesCallback",
+    "check_output_dir",
+    "resolve_checkpoint",
+    "train_and_save",
+]

@@ -1,0 +1,116 @@
+"""Dataclass arguments shared by the training recipes, parsed with `trl.TrlParser` (YAML defaults, CLI overrides).
+
+Field names must not collide with `transformers.TrainingArguments` / `trl.SFTConfig`, which are parsed alongside.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Pretrained model folder or Hub id (e.g. openai-community/gpt2). None: build from scratch."},
+    )
+    architecture: str = field(
+        default="gpt",
+        metadata={"help": "From scratch: 'gpt' (the toolkit's GPT) or 'gpt2' (transformers' GPT2LMHeadModel)."},
+    )
+    preset: str = field(
+        default="tiny",
+        metadata={"help": "From scratch: named shape (tiny, small, medium, large, xl), then overrides."},
+    )
+    num_layers: int | None = field(default=None, metadata={"help": "From scratch: decoder blocks (overrides preset)."})
+    num_heads: int | None = field(default=None, metadata={"help": "From scratch: attention heads (overrides preset)."})
+    hidden_size: int | None = field(default=None, metadata={"help": "From scratch: model width (overrides preset)."})
+    context_length: int | None = field(
+        default=None, metadata={"help": "From scratch: max positions; defaults to the data block size."}
+    )
+    model_dropout: float = field(default=0.0, metadata={"help": "From scratch: dropout probability."})
+    model_bias: bool = field(default=True, metadata={"help": "From scratch: biases in linear layers and norms."})
+    model_activation: str = field(
+        default="gelu_new", metadata={"help": "From scratch: 'gelu' (exact, nanoGPT) or 'gelu_new' (GPT-2, tanh)."}
+    )
+    tokenizer: str | None = field(
+        default=None,
+        metadata={
+            "help": "'char' (character level, built from the training text), 'bpe' (byte-level BPE trained on it), "
+            "or a tokenizer folder / Hub id. None: the model's own tokenizer."
+        },
+    )
+    bpe_vocab_size: int = field(default=4096, metadata={"help": "Vocabulary size when training a BPE tokenizer."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention backend: 'sdpa' (default), 'eager', 'flash_attention_2', ..."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code shipped with the model."})
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="arithmetic",
+        metadata={
+            "help": "A local file or folder (.txt, .json, .jsonl, .csv, .parquet), a Hub dataset id, or "
+            "'arithmetic' (the built-in synthetic GSM8K-style problems)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    validation_split: str | None = field(
+        default=None, metadata={"help": "Split to evaluate on; None: 'validation' or 'test' if present, else carved."}
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Fraction held out for validation when the data has no validation split."}
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding raw text (language modeling)."})
+    prompt_column: str | None = field(
+        default=None, metadata={"help": "Column holding prompts; with completion_column enables completion-only loss."}
+    )
+    completion_column: str | None = field(default=None, metadata={"help": "Column holding completions."})
+    block_size: int = field(default=128, metadata={"help": "Tokens per training sequence."})
+    text_sample_by: str = field(
+        default="document", metadata={"help": "Plain-text files: one row per 'document', 'paragraph' or 'line'."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep at most this many validation rows."})
+    synthetic_train_size: int = field(default=2000, metadata={"help": "'arithmetic': number of training problems."})
+    synthetic_validation_size: int = field(default=200, metadata={"help": "'arithmetic': validation problems."})
+    synthetic_difficulty: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for datasets.map (tokenization); None: in-process."}
+    )
+
+
+@dataclass
+class AdapterArguments:
+    method: str = field(default="lora", metadata={"help": "Fine-tuning method: 'full', 'lora' or 'prompt_tuning'."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Module names to adapt. None: the attention projections for the architecture "
+            "(GPT-2: c_attn; our GPT: q_proj, v_proj; others: PEFT's defaults)."
+        },
+    )
+    lora_attention_output: bool = field(
+        default=False, metadata={"help": "Also adapt the attention output projection (GPT-2 attn.c_proj, o_proj)."}
+    )
+    num_virtual_tokens: int = field(default=20, metadata={"help": "Prompt tuning: number of soft prompt tokens."})
+    prompt_tuning_init_text: str | None = field(
+        default=None, metadata={"help": "Prompt tuning: initialise the soft prompt from this text's embeddings."}
+    )
+    merge_adapter: bool = field(
+        default=False, metadata={"help": "LoRA: also save the adapter merged into the base weights (merged/)."}
+    )
+
+
+@dataclass
+class RunArguments:
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds another run."}
+    )
+    plot: bool = field(default=True, metadata={"help": "Save loss/perplexity curves as PNG in output_dir."})

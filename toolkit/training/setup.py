@@ -1,0 +1,106 @@
+"""Building the tokenizer and the model a recipe trains, from `ModelArguments`."""
+
+from collections.abc import Iterable
+
+import datasets
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
+
+from ..loading import load_tokenizer
+from ..models import GPTConfig, GPTForCausalLM
+from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
+from .arguments import ModelArguments
+
+ARCHITECTURES = ("gpt", "gpt2")
+
+
+def corpus_texts(dataset: datasets.Dataset, text_column: str) -> Iterable[str]:
+    for start in range(0, len(dataset), 1000):
+        yield from dataset[start : start + 1000][text_column]
+
+
+def build_tokenizer(args: ModelArguments, train: datasets.Dataset, text_column: str) -> PreTrainedTokenizerBase:
+    """The tokenizer named by `args.tokenizer`: 'char' or 'bpe' are built from the training text."""
+    name = args.tokenizer or args.model_name_or_path
+    if name is None:
+        raise ValueError("Training from scratch needs --tokenizer: 'char', 'bpe', or a tokenizer folder / Hub id.")
+    if name == "char":
+        return build_char_tokenizer(corpus_texts(train, text_column))
+    if name == "bpe":
+        return train_bpe_tokenizer(corpus_texts(train, text_column), vocab_size=args.bpe_vocab_size)
+    tokenizer = load_tokenizer(name, trust_remote_code=args.trust_remote_code)
+    if tokenizer.pad_token is None:
+        # GPT-2 has no pad token. Padding reuses EOS; attention masks and -100 labels keep it out of the loss.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def scratch_config(args: ModelArguments, vocab_size: int, block_size: int, tokenizer) -> GPTConfig:
+    overrides = {
+        "num_hidden_layers": args.num_layers,
+        "num_attention_heads": args.num_heads,
+        "hidden_size": args.hidden_size,
+    }
+    return GPTConfig.from_preset(
+        args.preset,
+        **{k: v for k, v in overrides.items() if v is not None},
+        vocab_size=vocab_size,
+        max_position_embeddings=args.context_length or block_size,
+        dropout=args.model_dropout,
+        attention_dropout=args.model_dropout,
+        bias=args.model_bias,
+        hidden_act=args.model_activation,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_model(args: ModelArguments, tokenizer: PreTrainedTokenizerBase, block_size: int) -> PreTrainedModel:
+    """A pretrained causal LM (`model_name_or_path`), or a new one of `architecture` shaped by preset + overrides."""
+    attn = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
+    if args.model_name_or_path is not None:
+        model = AutoModelForCausalLM.from_pretrained(
+            args.model_name_or_path, trust_remote_code=args.trust_remote_code, **attn
+        )
+    else:
+        if args.architecture not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {args.architecture!r}; choose one of {ARCHITECTURES}.")
+        config = scratch_config(args, len(tokenizer), block_size, tokenizer)
+        if args.architecture == "gpt":
+            model = GPTForCausalLM._from_config(config, **attn)
+        else:
+            gpt2_config = GPT2Config(
+                vocab_size=config.vocab_size,
+                n_positions=config.max_position_embeddings,
+                n_embd=config.hidden_size,
+                n_layer=config.num_hidden_layers,
+                n_head=config.num_attention_heads,
+                resid_pdrop=config.dropout,
+                embd_pdrop=config.dropout,
+                attn_pdrop=config.attention_dropout,
+                activation_function=config.hidden_act,
+                bos_token_id=config.bos_token_id,
+                eos_token_id=config.eos_token_id,
+                pad_token_id=config.pad_token_id,
+            )
+            model = GPT2LMHeadModel._from_config(gpt2_config, **attn)
+    check_tokenizer_fits(tokenizer, model.config)
+    check_block_size(model, block_size)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def model_context_length(model: PreTrainedModel) -> int | None:
+    config = model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def check_block_size(model: PreTrainedModel, block_size: int) -> None:
+    context = model_context_length(model)
+    if context is not None and block_size > context:
+        raise ValueError(
+            f"--block_size {block_size} is longer than the model's context ({context} positions). "
+            f"Use --block_size {context} or less."
+        )

@@ -1,0 +1,147 @@
+"""What users expect of a training run, on top of `transformers.Trainer` (and TRL's trainers, which subclass it):
+perplexity next to every loss, curves saved as PNG, a graceful stop on SIGTERM / Ctrl-C that checkpoints first,
+no silent overwrite of another run, `--resume_from_checkpoint latest`, and a final `metrics.json`.
+"""
+
+import json
+import math
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..plotting import plot_training_curves
+
+CURVES_FILE = "training_curves.png"
+METRICS_FILE = "metrics.json"
+RUN_MARKERS = ("config.json", "adapter_config.json", METRICS_FILE, "trainer_state.json")
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+class PerplexityLoggingMixin:
+    """Adds `perplexity` / `eval_perplexity` wherever a Trainer logs `loss` / `eval_loss`."""
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        for key in ("loss", "eval_loss", "train_loss"):
+            if key in logs:
+                logs[key.replace("loss", "perplexity")] = perplexity(logs[key])
+        super().log(logs, *args, **kwargs)
+
+
+class ToolkitTrainer(PerplexityLoggingMixin, Trainer):
+    """`transformers.Trainer` that also logs perplexity."""
+
+
+class TrainingCurvesCallback(TrainerCallback):
+    """Redraws loss/perplexity curves into `output_dir` after each evaluation and at the end of training."""
+
+    def __init__(self, title: str = ""):
+        self.title = title
+
+    def draw(self, args, state):
+        if state.is_world_process_zero:
+            plot_training_curves(state.log_history, Path(args.output_dir) / CURVES_FILE, self.title)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.draw(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.draw(args, state)
+
+
+class GracefulStopCallback(TrainerCallback):
+    """On SIGTERM or Ctrl-C, finish the current step, save a checkpoint, and stop training."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self.stopped_at_step: int | None = None
+
+    def request_stop(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+    @contextmanager
+    def installed(self):
+        handled = (signal.SIGTERM, signal.SIGINT)
+        previous = {s: signal.signal(s, self.request_stop) for s in handled}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.signal_name is not None:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+        return control
+
+
+def check_output_dir(output_dir: str, overwrite: bool, resuming: bool) -> None:
+    """Refuse to write into a folder that holds another run, unless asked to overwrite or resume it."""
+    folder = Path(output_dir)
+    if overwrite or resuming or not folder.is_dir():
+        return
+    found = [name for name in RUN_MARKERS if (folder / name).exists()] + [p.name for p in folder.glob("checkpoint-*")]
+    if found:
+        raise ValueError(
+            f"output_dir {output_dir} already holds a run ({', '.join(sorted(found)[:4])}). Nothing was written. "
+            "Pick another --output_dir, resume it with --resume_from_checkpoint latest, "
+            "or pass --overwrite_output_dir true to replace it."
+        )
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """`latest` (or `true`) means the newest checkpoint-* in output_dir; a path must exist."""
+    if resume_from_checkpoint in (None, "", "false", "False"):
+        return None
+    if resume_from_checkpoint in ("latest", "true", "True"):
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint latest: no checkpoint-* folder in {output_dir}.")
+        return last
+    if not Path(resume_from_checkpoint).is_dir():
+        raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder.")
+    return resume_from_checkpoint
+
+
+def train_and_save(
+    trainer: Trainer, args: TrainingArguments, *, plot: bool = True, tokens_per_sample: int | None = None
+) -> dict:
+    """Train (resuming if asked), evaluate, save model + tokenizer, curves and metrics.json; return the metrics.
+
+    A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and returns {"stopped_by": ..., "stopped_at_step": ...}."""
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    stopper = GracefulStopCallback()
+    trainer.add_callback(stopper)
+    if plot:
+        trainer.add_callback(TrainingCurvesCallback(title=Path(args.output_dir).name))
+    with stopper.installed():
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if stopper.signal_name is not None:
+        if trainer.is_world_process_zero():
+            print(
+                f"Stopped by {stopper.signal_name} at step {stopper.stopped_at_step}; checkpoint saved in "
+                f"{args.output_dir}. Resume with --resume_from_checkpoint latest."
+            )
+        return {"stopped_by": stopper.signal_name, "stopped_at_step": stopper.stopped_at_step}
+
+    metrics = dict(train_output.metrics)
+    metrics["train_perplexity"] = perplexity(metrics["train_loss"])
+    if tokens_per_sample is not None:
+        metrics["train_tokens_per_second"] = metrics["train_samples_per_second"] * tokens_per_sample
+    if trainer.eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    metrics["global_step"] = trainer.state.global_step
+    trainer.save_model(args.output_dir)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        Path(args.output_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        if plot:
+            plot_training_curves(trainer.state.log_history, Path(args.output_dir) / CURVES_FILE)
+    return metrics
