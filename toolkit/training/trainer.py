@@ -111,7 +111,12 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
 
 
 def train_and_save(
-    trainer: Trainer, args: TrainingArguments, *, plot: bool = True, tokens_per_sample: int | None = None
+    trainer: Trainer,
+    args: TrainingArguments,
+    *,
+    plot: bool = True,
+    tokens_per_sample: int | None = None,
+    extra_metrics: dict | None = None,
 ) -> dict:
     """Train (resuming if asked), evaluate, save model + tokenizer, curves and metrics.json; return the metrics.
 
@@ -131,7 +136,7 @@ def train_and_save(
             )
         return {"stopped_by": stopper.signal_name, "stopped_at_step": stopper.stopped_at_step}
 
-    metrics = dict(train_output.metrics)
+    metrics = {**train_output.metrics, **(extra_metrics or {})}
     metrics["train_perplexity"] = perplexity(metrics["train_loss"])
     if tokens_per_sample is not None:
         metrics["train_tokens_per_second"] = metrics["train_samples_per_second"] * tokens_per_sample

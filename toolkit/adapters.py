@@ -1,0 +1,143 @@
+"""PEFT helpers: LoRA on the attention projections of each architecture, soft prompt tuning, parameter reports,
+target checks that catch typos (PEFT only fails when nothing at all matches), merging, and generation with a soft
+prompt that does not depend on PEFT's cache handling.
+"""
+
+import re
+import warnings
+
+import torch
+from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from transformers import PreTrainedModel
+
+METHODS = ("full", "lora", "prompt_tuning")
+
+# "Attention projections" per architecture. GPT-2 fuses q, k, v into one Conv1D `c_attn`; its output projection
+# must be named `attn.c_proj`, since a bare `c_proj` also matches the MLP's.
+ATTENTION_PROJECTIONS = {
+    "gpt2": (["c_attn"], ["attn.c_proj"]),
+    "toolkit_gpt": (["q_proj", "v_proj"], ["o_proj"]),
+}
+ATTENTION_WORDS = re.compile(r"attn|attention", re.IGNORECASE)
+
+
+def attention_target_modules(model: PreTrainedModel, include_output: bool = False) -> list[str]:
+    """LoRA target names for the attention projections of `model`'s architecture."""
+    model_type = model.config.model_type
+    if model_type in ATTENTION_PROJECTIONS:
+        inputs, outputs = ATTENTION_PROJECTIONS[model_type]
+        return inputs + (outputs if include_output else [])
+    if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
+        return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    raise ValueError(
+        f"No default LoRA targets are known for model type {model_type!r}: pass --lora_target_modules "
+        "with the names of its attention projection layers."
+    )
+
+
+def matching_modules(model: torch.nn.Module, target: str) -> list[str]:
+    """Module names PEFT would adapt for one target name (exact name or a `.`-separated suffix)."""
+    return [name for name, _ in model.named_modules() if name == target or name.endswith("." + target)]
+
+
+def check_lora_targets(model: torch.nn.Module, targets: list[str]) -> dict[str, list[str]]:
+    """Every target must match a module; warn when a match lies outside attention. Returns the matches."""
+    matches = {target: matching_modules(model, target) for target in targets}
+    missing = [target for target, found in matches.items() if not found]
+    if missing:
+        weighted = sorted(
+            {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if getattr(m, "weight", None) is not None}
+        )
+        raise ValueError(
+            f"LoRA target(s) {missing} match no module of this {model.config.model_type} model. "
+            f"Its layers with weights are named: {', '.join(weighted)}."
+        )
+    outside = sorted({name for found in matches.values() for name in found if not ATTENTION_WORDS.search(name)})
+    if outside:
+        warnings.warn(
+            f"LoRA targets also match layers outside attention ({len(outside)}, e.g. {outside[0]}). "
+            "Name them more precisely (e.g. 'attn.c_proj' instead of 'c_proj') if that is not intended.",
+            stacklevel=2,
+        )
+    return matches
+
+
+def apply_lora(
+    model: PreTrainedModel,
+    *,
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.05,
+    target_modules: list[str] | None = None,
+    include_attention_output: bool = False,
+) -> PeftModel:
+    """Wrap `model` with LoRA adapters on its attention projections (or the named modules)."""
+    targets = target_modules or attention_target_modules(model, include_attention_output)
+    check_lora_targets(model, targets)
+    config = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        fan_in_fan_out=model.config.model_type == "gpt2",  # GPT-2's Conv1D stores weights as (in, out)
+    )
+    return get_peft_model(model, config)
+
+
+def apply_prompt_tuning(
+    model: PreTrainedModel,
+    *,
+    num_virtual_tokens: int = 20,
+    init_text: str | None = None,
+    tokenizer_name_or_path: str | None = None,
+) -> PeftModel:
+    """Wrap `model` with a trainable soft prompt, random or initialised from the embeddings of `init_text`."""
+    if init_text is not None and tokenizer_name_or_path is None:
+        raise ValueError("Prompt tuning from a text needs the tokenizer's folder or Hub id (tokenizer_name_or_path).")
+    config = PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM,
+        num_virtual_tokens=num_virtual_tokens,
+        prompt_tuning_init=PromptTuningInit.TEXT if init_text else PromptTuningInit.RANDOM,
+        prompt_tuning_init_text=init_text,
+        tokenizer_name_or_path=tokenizer_name_or_path,
+    )
+    return get_peft_model(model, config)
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters; for a PEFT model the total includes the adapter."""
+    if isinstance(model, PeftModel):
+        return model.get_nb_trainable_parameters()
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+def describe_parameters(model: torch.nn.Module) -> str:
+    trainable, total = parameter_counts(model)
+    return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}"
+
+
+def is_prompt_learning(model: torch.nn.Module) -> bool:
+    return isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+    """`model.generate` returning only the new tokens (B, new), for plain, LoRA and prompt-tuned models alike.
+
+    A soft prompt is prepended as embeddings and the base model generates from `inputs_embeds`, which keeps the
+    KV cache correct across transformers' cache refactors (PEFT's own path has broken with them before)."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if not is_prompt_learning(model):
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return output[:, input_ids.shape[1] :]
+    base = model.get_base_model()
+    prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(base.dtype)  # (B, P, C)
+    embeds = torch.cat([prompt, base.get_input_embeddings()(input_ids)], dim=1)  # (B, P + T, C)
+    mask = torch.cat([attention_mask.new_ones(prompt.shape[:2]), attention_mask], dim=1)
+    # Left padding sits after the soft prompt; positions come from the mask so real tokens keep theirs.
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    return base.generate(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs)
