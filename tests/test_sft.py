@@ -138,8 +138,8 @@ def test_missing_lora_target_names_the_layers(base_dir, tmp_path):
 
 
 def test_block_size_over_context_with_soft_prompt(base_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"--block_size 128 plus --num_virtual_tokens 8 exceeds .* \(128 positions\)"):
-        run_sft(base_dir, tmp_path / "long", "--method", "prompt_tuning", "--block_size", "128")
+    with pytest.raises(ValueError, match=r"--block_size 256 plus --num_virtual_tokens 8 exceeds .* \(256 positions\)"):
+        run_sft(base_dir, tmp_path / "long", "--method", "prompt_tuning", "--block_size", "256")
 
 
 def test_unknown_method(base_dir, tmp_path):

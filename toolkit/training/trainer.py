@@ -9,6 +9,8 @@ import signal
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -33,8 +35,36 @@ class PerplexityLoggingMixin:
         super().log(logs, *args, **kwargs)
 
 
+def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 2): summed next-token NLL and number of scored tokens per example; -100 labels are not scored.
+
+    Logits may be longer than labels (a soft prompt is prepended): the last T positions line up with the labels."""
+    logits = logits[:, -labels.shape[1] :].float()  # (B, T, V)
+    targets = labels[:, 1:]  # (B, T-1)
+    scored = targets != -100
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), targets.masked_fill(~scored, 0), reduction="none"
+    )  # (B, T-1)
+    return torch.stack([(nll * scored).sum(-1), scored.sum(-1).float()], dim=-1).double()
+
+
 class ToolkitTrainer(PerplexityLoggingMixin, Trainer):
-    """`transformers.Trainer` that also logs perplexity."""
+    """`transformers.Trainer` that also logs perplexity, and whose eval loss is token-weighted over the whole
+    evaluation set: summed per example, gathered across processes (duplicates dropped), then divided once.
+    Trainer's own eval loss averages per-batch means, which shifts with batch size and process count."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.preprocess_logits_for_metrics = per_example_nll
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
+        output = super().evaluation_loop(dataloader, description, False, ignore_keys, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        sums = np.concatenate(output.predictions) if isinstance(output.predictions, list) else output.predictions
+        nll, tokens = sums[:, 0].sum(), sums[:, 1].sum()
+        output.metrics[f"{prefix}_loss"] = float(nll / tokens)
+        output.metrics[f"{prefix}_tokens"] = int(tokens)
+        return output._replace(predictions=None)
 
 
 class TrainingCurvesCallback(TrainerCallback):
