@@ -15,6 +15,7 @@ from trl import TrlParser
 
 from toolkit.adapters import METHODS, apply_lora, apply_prompt_tuning, describe_parameters, parameter_counts
 from toolkit.data import load_raw, require_columns, select_first, tokenize_for_fine_tuning, train_validation_splits
+from toolkit.loading import model_context_length
 from toolkit.training import (
     AdapterArguments,
     DataArguments,
@@ -24,7 +25,6 @@ from toolkit.training import (
     build_model,
     build_tokenizer,
     check_output_dir,
-    model_context_length,
     train_and_save,
 )
 

@@ -29,7 +29,8 @@ def load_tokenizer(name_or_path: str, **kwargs) -> PreTrainedTokenizerBase:
             base = json.loads((Path(name_or_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
             return load_tokenizer(base, **kwargs)
         raise ValueError(
-            f"No tokenizer could be loaded from {name_or_path!r} ({error.__class__.__name__}: {error}). Save the "
+            f"No tokenizer could be loaded from {name_or_path!r} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]}). Save the "
             "tokenizer next to the model (tokenizer.save_pretrained(folder)) or pass the tokenizer's path explicitly."
         ) from error
 
@@ -53,3 +54,12 @@ def load_causal_lm(
                 "save_pretrained (config.json + weights) or a Hub model id."
             ) from error
     return model.to(resolve_device(device)).eval()
+
+
+def model_context_length(model: PreTrainedModel) -> int | None:
+    """The longest input the model accepts (`max_position_embeddings`, or GPT-2's `n_positions`), if it says."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

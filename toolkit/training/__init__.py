@@ -1,7 +1,7 @@
 """Training building blocks the recipes are made of: arguments, tokenizer/model setup, Trainer extras."""
 
 from .arguments import AdapterArguments, DataArguments, ModelArguments, RunArguments
-from .setup import build_model, build_tokenizer, check_block_size, model_context_length
+from .setup import build_model, build_tokenizer, check_block_size
 from .trainer import (
     GracefulStopCallback,
     PerplexityLoggingMixin,
@@ -20,7 +20,6 @@ __all__ = [
     "build_model",
     "build_tokenizer",
     "check_block_size",
-    "model_context_length",
     "GracefulStopCallback",
     "PerplexityLoggingMixin",
     "ToolkitTrainer",

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 import datasets
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..loading import load_tokenizer
+from ..loading import load_tokenizer, model_context_length
 from ..models import GPTConfig, GPTForCausalLM
 from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
 from .arguments import ModelArguments
@@ -90,11 +90,6 @@ def build_model(args: ModelArguments, tokenizer: PreTrainedTokenizerBase, block_
         model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
-
-
-def model_context_length(model: PreTrainedModel) -> int | None:
-    config = model.config
-    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
 
 def check_block_size(model: PreTrainedModel, block_size: int) -> None:

@@ -1,0 +1,267 @@
+"""GSM8K-style accuracy, following lm-evaluation-harness's `gsm8k` task (version 3).
+
+Protocol: k-shot prompts `Question: {q}\\nAnswer: {a}\\n\\n` ... `Question: {q}\\nAnswer:` with exemplars drawn from
+the training set by `random.Random(seed).sample` (seed 1234, one draw per test question in order, as the harness
+does); greedy generation that stops at `Question:`, `</s>`, `<|im_end|>` or EOS, the output being cut at the stop
+string; two answer extractors, each scored by exact match after the harness's normalisation:
+
+- strict-match: the first `#### <number>` in the output;
+- flexible-extract: the last number-like string in the output (`(-?[$0-9.,]{2,})|(-?[0-9]+)`).
+
+No match gives "[invalid]". Normalisation removes `,`, `$`, everything up to `#### `, one final `.`, then
+lower-cases; the gold answer is the dataset's `answer` field normalised the same way (the text after `#### `).
+"""
+
+import json
+import os
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset
+
+from .generation import ModelOrPath, TokenizerOrPath, generate_greedy
+
+STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
+FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+# Applied in this order, then lower-casing: the harness's `regexes_to_ignore` for gsm8k.
+IGNORED_PATTERNS = (",", r"\$", r"(?s).*#### ", r"\.$")
+INVALID = "[invalid]"
+STOP_STRINGS = ("Question:", "</s>", "<|im_end|>")  # the harness's `until`; generation also stops at EOS
+LEGACY_STOP_STRINGS = ("\n\n", "Question:")  # the harness's gsm8k before version 3 (Feb 2024): also a blank line
+DEFAULT_SEED = 1234  # the harness's default few-shot seed
+
+
+def extract_strict(output: str) -> str:
+    """strict-match: the number after the first `#### `, or "[invalid]"."""
+    match = STRICT_PATTERN.search(output)
+    return match.group(1).strip() if match else INVALID
+
+
+def extract_flexible(output: str) -> str:
+    """flexible-extract: the last number-like string (it may hold `$`, `,` and `.`), or "[invalid]"."""
+    matches = FLEXIBLE_PATTERN.findall(output)
+    if not matches:
+        return INVALID
+    # Each match is a pair of groups, one of them empty: take the one that matched.
+    return next((group for group in matches[-1] if group), INVALID).strip()
+
+
+def normalize_answer(text: str) -> str:
+    """The harness's exact-match normalisation: drop `,`, `$`, everything up to `#### `, one final `.`; lower case."""
+    for pattern in IGNORED_PATTERNS:
+        text = re.sub(pattern, "", text)
+    return text.lower()
+
+
+def gsm8k_exact_match(outputs: Sequence[str], answers: Sequence[str]) -> dict[str, float]:
+    """Accuracy of raw model `outputs` against gold `answers` (the full `answer` field, or just the number),
+    under both extractors: {"strict_match": ..., "flexible_extract": ...}."""
+    if len(outputs) != len(answers):
+        raise ValueError(f"{len(outputs)} outputs but {len(answers)} answers: give one gold answer per output.")
+    if not outputs:
+        raise ValueError("No outputs to score.")
+    golds = [normalize_answer(answer) for answer in answers]
+    strict = [normalize_answer(extract_strict(output)) == gold for output, gold in zip(outputs, golds)]
+    flexible = [normalize_answer(extract_flexible(output)) == gold for output, gold in zip(outputs, golds)]
+    return {"strict_match": sum(strict) / len(golds), "flexible_extract": sum(flexible) / len(golds)}
+
+
+def load_gsm8k(source: str | os.PathLike | Dataset | Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """GSM8K examples as `{"question", "answer"}` dicts, from a JSON Lines file, a `datasets.Dataset` or a list."""
+    if isinstance(source, (str, os.PathLike)):
+        lines = Path(source).read_text(encoding="utf-8").split("\n")
+        rows = [json.loads(line) for line in lines if line.strip()]
+        where = str(source)
+    else:
+        rows, where = list(source), type(source).__name__
+    if not rows:
+        raise ValueError(f"{where} holds no examples: expected one JSON object per line with question and answer.")
+    missing = [key for key in ("question", "answer") if key not in rows[0]]
+    if missing:
+        raise ValueError(
+            f"{where} lacks the field(s) {missing} (found {sorted(rows[0])}). GSM8K examples need 'question' and "
+            "'answer', the final answer after '#### '."
+        )
+    return [{"question": row["question"], "answer": row["answer"]} for row in rows]
+
+
+def format_example(question: str, answer: str | None = None) -> str:
+    """`Question: {q}\\nAnswer: {a}` for an exemplar, `Question: {q}\\nAnswer:` for the question to answer."""
+    prompt = f"Question: {question}\nAnswer:"
+    return prompt if answer is None else f"{prompt} {answer}"
+
+
+def fewshot_prompts(
+    questions: Sequence[str],
+    train: Sequence[Mapping[str, str]],
+    num_fewshot: int = 5,
+    seed: int = DEFAULT_SEED,
+) -> list[str]:
+    """k-shot chain-of-thought prompts: `num_fewshot` training exemplars, then the question, blank-line separated.
+
+    One `random.Random(seed)` draws the exemplars of every question in turn, so the prompts are deterministic and
+    the same as the harness's for the same training set order.
+    """
+    if num_fewshot < 0:
+        raise ValueError(f"num_fewshot must be >= 0, got {num_fewshot}.")
+    if num_fewshot > len(train):
+        raise ValueError(f"num_fewshot={num_fewshot} but the training set has only {len(train)} examples.")
+    rng = random.Random(seed)
+    prompts = []
+    for question in questions:
+        exemplars = rng.sample(list(train), num_fewshot) if num_fewshot else []
+        shots = [format_example(example["question"], example["answer"]) for example in exemplars]
+        prompts.append("\n\n".join([*shots, format_example(question)]))
+    return prompts
+
+
+@dataclass(frozen=True)
+class Gsm8kResult:
+    """Accuracy under both extractors, the per-example records, and the protocol; `str(result)` prints them."""
+
+    strict_match: float
+    flexible_extract: float
+    num_examples: int
+    records: list[dict]
+    generation: str | None = None  # how the outputs were produced, when they were generated here
+
+    @property
+    def protocol(self) -> str:
+        """How the numbers were computed."""
+        generation = f"{self.generation}; " if self.generation else ""
+        return (
+            f"gsm8k exact match over {self.num_examples} examples: {generation}strict-match = first `#### <number>`, "
+            "flexible-extract = last number; lm-evaluation-harness normalisation (no `,` `$`, text after `#### `, "
+            "no final `.`, lower case)"
+        )
+
+    def to_dict(self) -> dict:
+        """The accuracies, the counts and the protocol (records left out)."""
+        return {
+            "strict_match": self.strict_match,
+            "flexible_extract": self.flexible_extract,
+            "num_examples": self.num_examples,
+            "protocol": self.protocol,
+        }
+
+    def save_records(self, path: str | os.PathLike) -> None:
+        """Write one JSON object per example (question, prompt, output, extracted answers, gold, correct flags)."""
+        with Path(path).open("w", encoding="utf-8") as file:
+            for record in self.records:
+                file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def __str__(self) -> str:
+        return (
+            f"strict-match {self.strict_match:.4f}, flexible-extract {self.flexible_extract:.4f} "
+            f"({self.num_examples} examples)\nprotocol: {self.protocol}"
+        )
+
+
+def score_gsm8k(
+    examples: Sequence[Mapping[str, str]],
+    outputs: Sequence[str],
+    prompts: Sequence[str] | None = None,
+    generation: str | None = None,
+) -> Gsm8kResult:
+    """Score model outputs (already cut at the stop strings) against the examples' gold answers; `generation`
+    describes how the outputs were produced, for the protocol."""
+    if len(outputs) != len(examples):
+        raise ValueError(f"{len(outputs)} outputs for {len(examples)} examples: give one output per example.")
+    if not examples:
+        raise ValueError("No examples to score.")
+    records = []
+    for index, (example, output) in enumerate(zip(examples, outputs)):
+        gold = normalize_answer(example["answer"])
+        strict, flexible = extract_strict(output), extract_flexible(output)
+        records.append(
+            {
+                "index": index,
+                "question": example["question"],
+                "prompt": prompts[index] if prompts is not None else None,
+                "output": output,
+                "strict_answer": strict,
+                "flexible_answer": flexible,
+                "gold": gold,
+                "strict_correct": normalize_answer(strict) == gold,
+                "flexible_correct": normalize_answer(flexible) == gold,
+            }
+        )
+    return Gsm8kResult(
+        strict_match=sum(record["strict_correct"] for record in records) / len(records),
+        flexible_extract=sum(record["flexible_correct"] for record in records) / len(records),
+        num_examples=len(records),
+        records=records,
+        generation=generation,
+    )
+
+
+def evaluate_gsm8k(
+    model: ModelOrPath,
+    tokenizer: TokenizerOrPath,
+    test: str | os.PathLike | Dataset | Sequence[Mapping[str, str]],
+    train: str | os.PathLike | Dataset | Sequence[Mapping[str, str]] | None = None,
+    *,
+    num_fewshot: int = 5,
+    seed: int = DEFAULT_SEED,
+    limit: int | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    stop_strings: Sequence[str] = STOP_STRINGS,
+    records_path: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> Gsm8kResult:
+    """Generate answers to GSM8K questions and score them (see the module docstring for the protocol).
+
+    Args:
+        model, tokenizer: a causal LM and a tokenizer with an EOS token (used as pad token if there is none).
+        test: the questions to answer: a JSONL path, a `datasets.Dataset` or a list of `{"question", "answer"}`.
+        train: where the exemplars come from (same forms); needed when `num_fewshot > 0`.
+        num_fewshot: exemplars per prompt (5 in the harness).
+        seed: few-shot sampling seed.
+        limit: score only the first `limit` test examples.
+        batch_size: prompts per `generate` call.
+        max_new_tokens: generation budget (256 in the harness); prompts lose tokens from the left to fit.
+        stop_strings: where outputs are cut.
+        records_path: if given, per-example records are written there as JSON Lines.
+        show_progress: show a tqdm bar over the batches.
+    """
+    examples = load_gsm8k(test)[:limit]
+    if num_fewshot > 0 and train is None:
+        raise ValueError(f"num_fewshot={num_fewshot} needs a training set for the exemplars: pass train=...")
+    exemplars = load_gsm8k(train) if num_fewshot > 0 else []
+    prompts = fewshot_prompts([example["question"] for example in examples], exemplars, num_fewshot, seed)
+    outputs = generate_greedy(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        stop_strings=stop_strings,
+        show_progress=show_progress,
+    )
+    generation = (
+        f"{num_fewshot}-shot `Question:/Answer:` prompts (seed {seed}), greedy, at most {max_new_tokens} new tokens, "
+        f"stop at {list(stop_strings)} or EOS"
+    )
+    result = score_gsm8k(examples, outputs, prompts, generation)
+    if records_path is not None:
+        result.save_records(records_path)
+    return result
+
+
+__all__ = [
+    "Gsm8kResult",
+    "LEGACY_STOP_STRINGS",
+    "STOP_STRINGS",
+    "evaluate_gsm8k",
+    "extract_flexible",
+    "extract_strict",
+    "fewshot_prompts",
+    "gsm8k_exact_match",
+    "load_gsm8k",
+    "normalize_answer",
+    "score_gsm8k",
+]
