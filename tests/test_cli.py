@@ -1,0 +1,78 @@
+"""The `toolkit` console script: dispatch, `toolkit generate`, `toolkit bench`."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from toolkit import GPTConfig, GPTForCausalLM
+from toolkit.cli import main
+from toolkit.generation import GenerateArguments, generate
+from toolkit.tokenization import build_char_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    tokenizer = build_char_tokenizer("abcdefghijklmnopqrstuvwxyz \n")
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    model = GPTForCausalLM(config)
+    torch.nn.init.normal_(model.lm_head.weight, std=0.3)  # tied to the embedding: varied next-token distributions
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_usage_lists_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "generate" in out and "bench" in out
+    assert main(["no-such-command"]) == 2
+
+
+def test_generate_streams_the_completion_it_returns(model_dir, tmp_path):
+    stream = tmp_path / "stream.txt"
+    args = GenerateArguments(str(model_dir), prompt="hello", max_new_tokens=20, seed=3)
+    with open(stream, "w") as handle:
+        (completion,) = generate(args, stream=handle)
+    assert len(completion) > 0
+    assert completion in stream.read_text()
+
+
+def test_same_seed_same_sample_and_greedy_is_deterministic(model_dir):
+    def sample(**overrides):
+        fields = dict(prompt="abc", max_new_tokens=30, seed=7, top_k=None)
+        args = GenerateArguments(str(model_dir), **{**fields, **overrides})
+        with open("/dev/null", "w") as sink:
+            return generate(args, stream=sink)[0]
+
+    assert sample() == sample()
+    assert sample(seed=8) != sample()
+    assert sample(temperature=0) == sample(temperature=0, seed=99)
+
+
+def test_generate_command_line(model_dir):
+    command = [sys.executable, "-m", "toolkit.cli", "generate", "--model_name_or_path", str(model_dir)]
+    result = subprocess.run(
+        [*command, "--prompt", "ab", "--max_new_tokens", "10", "--temperature", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "---------------" in result.stdout
+
+
+def test_generate_rejects_bad_sampling_settings(model_dir):
+    with pytest.raises(ValueError, match="top_p must be in \\(0, 1\\]"):
+        generate(GenerateArguments(str(model_dir), top_p=1.5, max_new_tokens=2))
+    with pytest.raises(ValueError, match="exceeds the model's context of 1024 tokens"):
+        generate(GenerateArguments(str(model_dir), max_new_tokens=2000))
+
+
+def test_generate_from_a_folder_without_a_tokenizer(tmp_path):
+    GPTForCausalLM(GPTConfig.from_preset("tiny")).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="No tokenizer could be loaded .*tokenizer.save_pretrained"):
+        generate(GenerateArguments(str(tmp_path)))
