@@ -1,7 +1,8 @@
-"""Pretrain a GPT from scratch: our GPT (any preset or shape) or a GPT-2-architecture model.
+r"""Pretrain a GPT from scratch: our GPT (any preset or shape) or a GPT-2-architecture model.
 
 Launch:
-    accelerate launch recipes/pretrain.py --config recipes/configs/pretrain/tiny_cpu.yaml
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/pretrain.py --config recipes/configs/pretrain/tiny_cpu.yaml
 
 Any YAML key can be overridden on the command line, e.g. `--max_steps 100 --output_dir outputs/try`.
 """
@@ -11,7 +12,7 @@ import sys
 from transformers import TrainingArguments, set_seed
 from trl import TrlParser
 
-from toolkit.data import load_raw, pack_for_language_modeling, require_columns, train_validation_splits
+from toolkit.data import pack_for_language_modeling
 from toolkit.training import (
     DataArguments,
     ModelArguments,
@@ -20,35 +21,23 @@ from toolkit.training import (
     build_model,
     build_tokenizer,
     check_output_dir,
+    load_training_splits,
     train_and_save,
 )
 
 
+def build_parser() -> TrlParser:
+    return TrlParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="pretrain.py")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = TrlParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="pretrain.py")
-    model_args, data_args, run_args, training_args = parser.parse_args_and_config(argv)
+    model_args, data_args, run_args, training_args = build_parser().parse_args_and_config(argv)
     check_output_dir(
         training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
     )
     set_seed(training_args.seed)
 
-    raw = load_raw(
-        data_args.dataset,
-        config_name=data_args.dataset_config,
-        text_sample_by=data_args.text_sample_by,
-        synthetic_sizes=(data_args.synthetic_train_size, data_args.synthetic_validation_size),
-        synthetic_difficulty=data_args.synthetic_difficulty,
-        seed=training_args.seed,
-    )
-    splits = train_validation_splits(
-        raw,
-        train_split=data_args.train_split,
-        validation_split=data_args.validation_split,
-        validation_fraction=data_args.validation_fraction,
-        seed=training_args.seed,
-    )
-    for split in splits.values():
-        require_columns(split, [data_args.text_column], data_args.dataset)
+    splits = load_training_splits(data_args, training_args.seed)
 
     tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
     model = build_model(model_args, tokenizer, data_args.block_size)

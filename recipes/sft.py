@@ -1,8 +1,9 @@
-"""Fine-tune a pretrained causal LM (GPT-2 by default): full fine-tuning, LoRA on the attention projections, or
+r"""Fine-tune a pretrained causal LM (GPT-2 by default): full fine-tuning, LoRA on the attention projections, or
 soft prompt tuning, as the config's `method` says.
 
 Launch:
-    accelerate launch recipes/sft.py --config recipes/configs/sft/tiny_cpu.yaml
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/sft.py --config recipes/configs/sft/tiny_cpu.yaml
 
 Any YAML key can be overridden on the command line, e.g. `--method prompt_tuning --output_dir outputs/pt`.
 """
@@ -14,7 +15,7 @@ from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 from trl import TrlParser
 
 from toolkit.adapters import METHODS, apply_lora, apply_prompt_tuning, describe_parameters, parameter_counts
-from toolkit.data import load_raw, require_columns, select_first, tokenize_for_fine_tuning, train_validation_splits
+from toolkit.data import tokenize_for_fine_tuning
 from toolkit.loading import model_context_length
 from toolkit.training import (
     AdapterArguments,
@@ -25,6 +26,7 @@ from toolkit.training import (
     build_model,
     build_tokenizer,
     check_output_dir,
+    load_training_splits,
     train_and_save,
 )
 
@@ -57,11 +59,12 @@ def adapt(model, model_args: ModelArguments, adapter_args: AdapterArguments, blo
     return model
 
 
+def build_parser() -> TrlParser:
+    return TrlParser((ModelArguments, DataArguments, AdapterArguments, RunArguments, TrainingArguments), prog="sft.py")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = TrlParser(
-        (ModelArguments, DataArguments, AdapterArguments, RunArguments, TrainingArguments), prog="sft.py"
-    )
-    model_args, data_args, adapter_args, run_args, training_args = parser.parse_args_and_config(argv)
+    model_args, data_args, adapter_args, run_args, training_args = build_parser().parse_args_and_config(argv)
     check_output_dir(
         training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
     )
@@ -71,27 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     set_seed(training_args.seed)
 
-    raw = load_raw(
-        data_args.dataset,
-        config_name=data_args.dataset_config,
-        text_sample_by=data_args.text_sample_by,
-        synthetic_sizes=(data_args.synthetic_train_size, data_args.synthetic_validation_size),
-        synthetic_difficulty=data_args.synthetic_difficulty,
-        seed=training_args.seed,
-    )
-    splits = train_validation_splits(
-        raw,
-        train_split=data_args.train_split,
-        validation_split=data_args.validation_split,
-        validation_fraction=data_args.validation_fraction,
-        seed=training_args.seed,
-    )
-    columns = [c for c in (data_args.prompt_column, data_args.completion_column) if c] or [data_args.text_column]
-    for split in splits.values():
-        require_columns(split, columns, data_args.dataset)
-    splits["train"] = select_first(splits["train"], data_args.max_train_samples)
-    if "validation" in splits:
-        splits["validation"] = select_first(splits["validation"], data_args.max_eval_samples)
+    splits = load_training_splits(data_args, training_args.seed)
 
     tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
     model = adapt(

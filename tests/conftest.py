@@ -8,8 +8,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TOOLKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-# Two cores: one thread per pytest-xdist worker, both threads for a plain run.
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
+# Tiny models run faster on one thread than on two, and pytest-xdist runs one worker per core.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

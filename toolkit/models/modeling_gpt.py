@@ -277,8 +277,10 @@ class GPTForSequenceClassification(GPTPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
+        """`use_cache` is accepted for callers such as TRL's RewardTrainer and ignored: scoring needs no cache."""
         outputs = self.transformer(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -1,7 +1,7 @@
 """Training building blocks the recipes are made of: arguments, tokenizer/model setup, Trainer extras."""
 
 from .arguments import AdapterArguments, DataArguments, ModelArguments, RunArguments
-from .setup import build_model, build_tokenizer, check_block_size
+from .setup import build_model, build_tokenizer, check_block_size, load_training_splits
 from .trainer import (
     GracefulStopCallback,
     PerplexityLoggingMixin,
@@ -20,6 +20,7 @@ __all__ = [
     "build_model",
     "build_tokenizer",
     "check_block_size",
+    "load_training_splits",
     "GracefulStopCallback",
     "PerplexityLoggingMixin",
     "ToolkitTrainer",

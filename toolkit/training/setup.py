@@ -5,12 +5,38 @@ from collections.abc import Iterable
 import datasets
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..data import load_raw, require_columns, select_first, train_validation_splits
 from ..loading import load_tokenizer, model_context_length
 from ..models import GPTConfig, GPTForCausalLM
 from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
-from .arguments import ModelArguments
+from .arguments import DataArguments, ModelArguments
 
 ARCHITECTURES = ("gpt", "gpt2")
+
+
+def load_training_splits(args: DataArguments, seed: int) -> datasets.DatasetDict:
+    """Train (and, when the data allows, validation) splits with the columns the run needs, capped in size."""
+    raw = load_raw(
+        args.dataset,
+        config_name=args.dataset_config,
+        text_sample_by=args.text_sample_by,
+        synthetic_sizes=(args.synthetic_train_size, args.synthetic_validation_size),
+        synthetic_difficulty=args.synthetic_difficulty,
+        seed=seed,
+    )
+    splits = train_validation_splits(
+        raw,
+        train_split=args.train_split,
+        validation_split=args.validation_split,
+        validation_fraction=args.validation_fraction,
+        seed=seed,
+    )
+    columns = [c for c in (args.prompt_column, args.completion_column) if c] or [args.text_column]
+    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
+    for name in splits:
+        require_columns(splits[name], columns, args.dataset)
+        splits[name] = select_first(splits[name], limits[name])
+    return splits
 
 
 def corpus_texts(dataset: datasets.Dataset, text_column: str) -> Iterable[str]:

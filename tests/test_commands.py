@@ -1,0 +1,95 @@
+"""Every launch command the project shows (README, recipe docstrings, config headers) parses for real:
+the Accelerate config loads with Accelerate's loader, and the recipe's own parser accepts the YAML and flags."""
+
+import ast
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+from trl import TrlParser
+
+from recipes_loader import REPO, load_recipe
+from toolkit.bench import BENCHMARKS
+from toolkit.generation import GenerateArguments
+
+README = REPO / "README.md"
+ACCELERATE_FLAGS_WITH_VALUE = {"--config_file", "--num_processes", "--mixed_precision", "--num_machines"}
+
+
+def readme_commands() -> list[str]:
+    """Commands in the README's bash blocks; `a && b` counts as two."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    lines = [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    return [part.strip() for line in lines if line and not line.startswith("#") for part in line.split("&&")]
+
+
+def docstring_commands(script: Path) -> list[str]:
+    text = ast.get_docstring(ast.parse(script.read_text())).replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("accelerate launch")]
+
+
+def config_header_commands() -> list[tuple[Path, str]]:
+    headers = []
+    for config in sorted((REPO / "recipes/configs").rglob("*.yaml")):
+        first = config.read_text().splitlines()[0]
+        assert first.startswith("# accelerate launch "), f"{config} must start with its launch command"
+        headers.append((config, first[2:]))
+    return headers
+
+
+def check_accelerate_launch(command: str) -> None:
+    words = shlex.split(command, comments=True)
+    assert words[:2] == ["accelerate", "launch"], command
+    words = words[2:]
+    while words[0].startswith("--"):
+        flag = words.pop(0)
+        assert flag in ACCELERATE_FLAGS_WITH_VALUE, f"unexpected accelerate flag {flag} in: {command}"
+        value = words.pop(0)
+        if flag == "--config_file":
+            load_config_from_file(str(REPO / value))
+    script, recipe_args = Path(words[0]), words[1:]
+    assert script.parts[0] == "recipes" and (REPO / script).is_file(), command
+    recipe_args = [str(REPO / a) if a.startswith("recipes/configs/") else a for a in recipe_args]
+    # GPU configs ask for bf16, which TrainingArguments refuses to even parse on a machine without a GPU.
+    load_recipe(script.stem).build_parser().parse_args_and_config([*recipe_args, "--use_cpu", "true"])
+
+
+def check_toolkit_command(command: str) -> None:
+    words = shlex.split(command, comments=True)
+    assert words[0] == "toolkit", command
+    if words[1] == "generate":
+        TrlParser(GenerateArguments).parse_args_and_config(words[2:])
+    elif words[1] == "bench":
+        arguments_class = BENCHMARKS[words[2]][0]
+        TrlParser(arguments_class).parse_args_and_config(words[3:])
+    else:
+        pytest.fail(f"README command for an unknown toolkit command: {command}")
+
+
+def test_readme_commands_parse():
+    commands = readme_commands()
+    launches = [c for c in commands if c.startswith("accelerate launch")]
+    assert len(launches) >= 7
+    for command in commands:
+        if command.startswith("accelerate launch"):
+            check_accelerate_launch(command)
+        elif command.startswith("toolkit "):
+            check_toolkit_command(command)
+        else:
+            assert command.split()[0] in {"pip", "pytest"}, f"README command nobody checks: {command}"
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "recipes").glob("*.py")), ids=lambda p: p.name)
+def test_recipe_docstring_commands_parse(script):
+    commands = docstring_commands(script)
+    assert commands, f"{script.name}'s docstring must hold its launch command"
+    for command in commands:
+        check_accelerate_launch(command)
+
+
+@pytest.mark.parametrize("config, command", config_header_commands(), ids=lambda x: getattr(x, "name", ""))
+def test_every_config_parses_with_its_recipe_and_its_header_command(config, command):
+    assert str(config.relative_to(REPO)) in command
+    check_accelerate_launch(command)

@@ -1,0 +1,47 @@
+"""RLHF: PPO against a reward model or a verifiable reward function, and reward-model training."""
+
+from .modeling import (
+    PolicyAndValueModel,
+    TokenValueModel,
+    check_tokenizers_match,
+    disable_dropout,
+    position_ids_from_mask,
+    sequence_scores,
+)
+from .ppo import PPOConfig, PPOTrainer, Rollout, left_pad, response_logprobs, truncate_after_eos
+from .ppo_core import AdaptiveKLController, FixedKLController
+from .reward import (
+    arithmetic_preference_pairs,
+    evaluate_reward_model,
+    load_preference_jsonl,
+    load_reward_model,
+    make_reward_trainer,
+    preference_dataset,
+    reward_model_from_causal_lm,
+    reward_scores,
+)
+
+__all__ = [
+    "PPOConfig",
+    "PPOTrainer",
+    "Rollout",
+    "left_pad",
+    "truncate_after_eos",
+    "response_logprobs",
+    "PolicyAndValueModel",
+    "TokenValueModel",
+    "check_tokenizers_match",
+    "disable_dropout",
+    "position_ids_from_mask",
+    "sequence_scores",
+    "AdaptiveKLController",
+    "FixedKLController",
+    "arithmetic_preference_pairs",
+    "evaluate_reward_model",
+    "load_preference_jsonl",
+    "load_reward_model",
+    "make_reward_trainer",
+    "preference_dataset",
+    "reward_model_from_causal_lm",
+    "reward_scores",
+]

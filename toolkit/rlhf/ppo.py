@@ -1,0 +1,732 @@
+"""PPO for RLHF on accelerate + transformers: rollouts, KL-penalised rewards, GAE, clipped updates, checkpoints.
+
+One PPO step:
+1. rollout: sample a response for each prompt of the batch (left-padded queries), cut it after the first EOS,
+   score it (reward model or Python reward function), and record the policy's and the reference's log-probs of the
+   response tokens and the value of every response prefix;
+2. rewards: -kl_coef * KL per token, plus the score on the last real token; advantages and returns by GAE;
+3. several PPO epochs over the batch, reshuffled each epoch, split into mini-batches (one optimizer step each) and
+   micro-batches (gradient accumulation), with the clipped policy and value losses and gradient clipping.
+
+Shapes: B = batch, Q = query tokens, R = response tokens, L = Q + R.
+"""
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager, nullcontext
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+
+from .modeling import (
+    PolicyAndValueModel,
+    check_tokenizers_match,
+    disable_dropout,
+    is_peft_model,
+    response_hidden_and_logits,
+    sequence_scores,
+    unwrap_peft,
+)
+from .ppo_core import (
+    KL_ESTIMATORS,
+    AdaptiveKLController,
+    FixedKLController,
+    clipped_policy_loss,
+    clipped_value_loss,
+    compute_gae,
+    compute_rewards,
+    entropy_from_logits,
+    kl_penalty,
+    logprobs_from_logits,
+    masked_mean,
+    masked_whiten,
+)
+
+RewardFunction = Callable[..., Sequence[float]]
+
+
+@dataclass
+class PPOConfig:
+    """Settings of a PPO run. Defaults for the objective and optimiser are TRL's last PPO defaults."""
+
+    output_dir: str = field(default="ppo-output", metadata={"help": "Checkpoints, final models, metrics and plots."})
+    seed: int = field(default=0, metadata={"help": "Random seed; process i samples with seed + i."})
+    num_steps: int | None = field(
+        default=None, metadata={"help": "PPO steps (rollout + update). Default: from total_episodes."}
+    )
+    total_episodes: int | None = field(
+        default=None,
+        metadata={"help": "Responses to generate in total, over all processes. Default: one pass over the prompts."},
+    )
+    batch_size: int = field(default=64, metadata={"help": "Prompts rolled out per step, per process."})
+    mini_batch_size: int = field(
+        default=16, metadata={"help": "Rollouts per optimizer step, per process; divides batch_size."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per mini-batch (micro-batch = mini_batch_size / this)."}
+    )
+    rollout_forward_batch_size: int | None = field(
+        default=None, metadata={"help": "Rows per forward pass when scoring rollouts. Default: the whole batch."}
+    )
+    num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch, reshuffled each time."})
+    learning_rate: float = field(default=3e-6, metadata={"help": "AdamW learning rate."})
+    lr_scheduler_type: str = field(
+        default="linear", metadata={"help": "transformers scheduler name; 'linear' anneals to 0 over num_steps."}
+    )
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Clip the gradient norm of each optimizer step (0: no clipping)."}
+    )
+    max_new_tokens: int = field(default=53, metadata={"help": "Longest response, in tokens."})
+    temperature: float = field(
+        default=0.7, metadata={"help": "Sampling temperature; log-probs use logits divided by it too."}
+    )
+    top_k: int = field(
+        default=0, metadata={"help": "Sample from the k most likely tokens; 0 = all (on-policy, recommended)."}
+    )
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass; 1.0 = off (on-policy, recommended)."})
+    missing_eos_penalty: float | None = field(
+        default=None, metadata={"help": "Subtracted from the score of responses that never emit EOS (None: off)."}
+    )
+    kl_coef: float = field(default=0.05, metadata={"help": "Initial KL penalty coefficient beta."})
+    kl_estimator: str = field(
+        default="k1", metadata={"help": "'k1' (logp - logp_ref) or 'k3' ((r - 1) - log r, r = p_ref / p)."}
+    )
+    adaptive_kl: bool = field(default=False, metadata={"help": "Adapt beta so the KL tracks kl_target."})
+    kl_target: float = field(default=6.0, metadata={"help": "Target KL per response (nats), with adaptive_kl."})
+    kl_horizon: int = field(default=10000, metadata={"help": "Episodes over which beta adapts, with adaptive_kl."})
+    whiten_rewards: bool = field(default=False, metadata={"help": "Scale per-token rewards to unit variance."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip range."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Value prediction clip range."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
+    logging_steps: int = field(default=1, metadata={"help": "Append metrics to metrics.jsonl every N steps."})
+    sample_steps: int = field(default=10, metadata={"help": "Print a table of sample generations every N steps."})
+    num_samples_to_print: int = field(default=4, metadata={"help": "Rows in the sample table."})
+    save_steps: int = field(
+        default=0, metadata={"help": "Save a resumable checkpoint every N steps (0: only at the end)."}
+    )
+    progress_bar: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+
+    def __post_init__(self):
+        if self.batch_size % self.mini_batch_size != 0:
+            raise ValueError(
+                f"batch_size={self.batch_size} must be a multiple of mini_batch_size={self.mini_batch_size}."
+            )
+        if self.mini_batch_size % self.gradient_accumulation_steps != 0:
+            raise ValueError(
+                f"mini_batch_size={self.mini_batch_size} must be a multiple of "
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps}."
+            )
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}.")
+        if self.temperature <= 0:
+            raise ValueError(f"PPO samples its responses, so temperature must be > 0, got {self.temperature}.")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.mini_batch_size // self.gradient_accumulation_steps
+
+
+@dataclass
+class Rollout:
+    """One batch of rollouts; everything about the responses is 0 (or pad) after the first EOS."""
+
+    prompt_indices: list[int]
+    queries: torch.Tensor  # (B, Q) left-padded prompt ids
+    query_mask: torch.Tensor  # (B, Q)
+    responses: torch.Tensor  # (B, R) sampled ids, pad after the first EOS
+    response_mask: torch.Tensor  # (B, R) 1 up to and including the first EOS
+    has_eos: torch.Tensor  # (B,) bool
+    logprobs: torch.Tensor  # (B, R) policy log-probs at the sampling temperature
+    ref_logprobs: torch.Tensor  # (B, R) reference log-probs at the sampling temperature
+    values: torch.Tensor  # (B, R) value of each response prefix
+    scores: torch.Tensor  # (B,) reward-model or reward-function score (missing-EOS penalty included)
+
+    @property
+    def input_ids(self) -> torch.Tensor:  # (B, L)
+        return torch.cat([self.queries, self.responses], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:  # (B, L)
+        return torch.cat([self.query_mask, self.response_mask], dim=1)
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> ids (B, Q) and mask (B, Q), padded on the left so every query ends at column Q - 1."""
+    width = max(len(sequence) for sequence in sequences)
+    ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+            mask[row, width - len(sequence) :] = 1
+    return ids, mask
+
+
+def truncate_after_eos(
+    responses: torch.Tensor, eos_token_id: int, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep each response up to and including its first EOS and pad the rest.
+
+    responses (B, R) -> truncated responses (B, R), mask (B, R) (1 on kept tokens), has_eos (B,).
+    A response without EOS keeps all R tokens.
+    """
+    is_eos = responses == eos_token_id  # (B, R)
+    has_eos = is_eos.any(dim=1)
+    last_kept = torch.where(has_eos, is_eos.long().argmax(dim=1), responses.shape[1] - 1)  # (B,)
+    positions = torch.arange(responses.shape[1], device=responses.device)
+    mask = (positions[None, :] <= last_kept[:, None]).long()
+    return responses.masked_fill(mask == 0, pad_token_id), mask, has_eos
+
+
+def response_logprobs(
+    causal_lm: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    query_length: int,
+    temperature: float,
+) -> torch.Tensor:
+    """log p(response token | query, earlier response tokens) with logits / temperature: (B, L) -> (B, R)."""
+    _, logits = response_hidden_and_logits(causal_lm, input_ids, attention_mask, query_length)  # (B, R, V)
+    return logprobs_from_logits(logits / temperature, input_ids[:, query_length:])
+
+
+def context_length(model: torch.nn.Module) -> int | None:
+    return getattr(unwrap_peft(model).config.get_text_config(), "max_position_embeddings", None)
+
+
+@dataclass
+class TrainerState:
+    """What a checkpoint needs besides weights, optimizer and scheduler: the step and the metrics so far."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.history = state["step"], list(state["history"])
+
+
+class PPOTrainer:
+    """PPO on a causal LM policy against a frozen reference, with a reward model or a Python reward function.
+
+    Args:
+        config: a `PPOConfig`.
+        policy: the causal LM to train, a full model or a PEFT (LoRA) model; `peft_config` wraps a full one.
+        tokenizer: the policy's tokenizer; needs `eos_token` (the stop token) and `pad_token`.
+        train_dataset: prompts, as a list of strings or a `datasets.Dataset` with a `prompt` column; the dataset's
+            other columns are passed to `reward_fn` as keyword lists (e.g. `answer=[...]` for exact match).
+        reward_model: a sequence-classification model (num_labels=1) scoring prompt + response at its last token.
+        reward_fn: instead of a reward model, `reward_fn(prompts, responses, **columns) -> list[float]`.
+        value_model: a sequence-classification model (usually a copy of the reward model) used per token as the
+            value function; None puts a zero-initialised value head on the policy's last hidden states.
+        ref_model: the frozen reference. None: a frozen copy of the policy, or for a PEFT policy the same model
+            with its adapter disabled (no second copy in memory).
+        reward_tokenizer: the reward (and value) model's tokenizer, checked against the policy's.
+        peft_config: a PEFT config to wrap a full `policy` with.
+        accelerator: an `accelerate.Accelerator`; one is created when None.
+    """
+
+    def __init__(
+        self,
+        config: PPOConfig,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        train_dataset: datasets.Dataset | Sequence[str],
+        *,
+        reward_model: PreTrainedModel | None = None,
+        reward_fn: RewardFunction | None = None,
+        value_model: PreTrainedModel | None = None,
+        ref_model: PreTrainedModel | None = None,
+        reward_tokenizer: PreTrainedTokenizerBase | None = None,
+        peft_config=None,
+        accelerator: Accelerator | None = None,
+    ):
+        if (reward_model is None) == (reward_fn is None):
+            raise ValueError("Pass exactly one of reward_model (a scoring model) or reward_fn (a Python function).")
+        if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
+            raise ValueError(
+                "The tokenizer needs an eos_token (the stop token) and a pad_token. For GPT-2: "
+                "tokenizer.pad_token = tokenizer.eos_token, or add a dedicated pad token and resize the embeddings."
+            )
+        if reward_tokenizer is not None:
+            check_tokenizers_match(tokenizer, reward_tokenizer)
+        if ref_model is not None and ref_model is policy:
+            raise ValueError("ref_model is the policy itself; pass a separate copy, or None for a frozen copy.")
+        if value_model is not None and value_model is reward_model:
+            raise ValueError(
+                "value_model is the reward model itself, which stays frozen; pass a copy (copy.deepcopy(reward_model) "
+                "or a second load_reward_model(path)) so the value function can train."
+            )
+
+        self.config = config
+        self.tokenizer = tokenizer
+        self.reward_fn = reward_fn
+        self.accelerator = accelerator or Accelerator()
+        if self.accelerator.gradient_accumulation_steps != 1:
+            raise ValueError(
+                "PPOTrainer accumulates gradients itself (config.gradient_accumulation_steps); create the "
+                "Accelerator with gradient_accumulation_steps=1."
+            )
+        set_seed(config.seed + self.accelerator.process_index)  # each process samples different responses
+
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            policy = get_peft_model(policy, peft_config)
+        if ref_model is None and not is_peft_model(policy):
+            ref_model = deepcopy(policy)
+        self.ref_model = ref_model
+        self.reward_model = reward_model
+        for frozen in (ref_model, reward_model):
+            if frozen is not None:
+                disable_dropout(frozen)
+                frozen.requires_grad_(False).eval().to(self.accelerator.device)
+        for trained in (policy, value_model):
+            if trained is not None:
+                disable_dropout(trained)
+
+        self.prompts, self.prompt_columns = self._read_prompts(train_dataset)
+        self.prompt_ids = [list(ids) for ids in tokenizer(self.prompts)["input_ids"]]
+        self._check_lengths([("policy", policy), ("reward model", reward_model), ("value model", value_model)])
+
+        self.global_batch_size = config.batch_size * self.accelerator.num_processes
+        if config.num_steps is not None:
+            self.num_steps = config.num_steps
+        else:
+            self.num_steps = math.ceil((config.total_episodes or len(self.prompts)) / self.global_batch_size)
+
+        model = PolicyAndValueModel(policy, value_model)
+        optimizer = torch.optim.AdamW(
+            [parameter for parameter in model.parameters() if parameter.requires_grad],
+            lr=config.learning_rate,
+            eps=config.adam_epsilon,
+            weight_decay=0.0,
+        )
+        self.scheduler = get_scheduler(
+            config.lr_scheduler_type, optimizer, num_warmup_steps=0, num_training_steps=self.num_steps
+        )
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if config.adaptive_kl:
+            self.kl_controller = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
+        else:
+            self.kl_controller = FixedKLController(config.kl_coef)
+        self.state = TrainerState()
+        for stateful in (self.scheduler, self.kl_controller, self.state):
+            self.accelerator.register_for_checkpointing(stateful)
+
+        self.generation_config = GenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=True,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            top_p=config.top_p,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        self.output_dir = Path(config.output_dir)
+        self.last_rollout: Rollout | None = None
+        self._prompt_orders: dict[int, list[int]] = {}  # the prompt order of the current pass over the data
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Setup helpers
+
+    @staticmethod
+    def _read_prompts(dataset: datasets.Dataset | Sequence[str]) -> tuple[list[str], dict[str, list]]:
+        if isinstance(dataset, datasets.Dataset):
+            if "prompt" not in dataset.column_names:
+                raise ValueError(f"The prompt dataset needs a 'prompt' column; it has {dataset.column_names}.")
+            columns = {name: dataset[name] for name in dataset.column_names if name != "prompt"}
+            prompts = list(dataset["prompt"])
+        else:
+            prompts, columns = list(dataset), {}
+        if not prompts:
+            raise ValueError("The prompt dataset is empty.")
+        for index, prompt in enumerate(prompts):
+            if not isinstance(prompt, str) or not prompt:
+                raise ValueError(f"Prompt {index} is {prompt!r}; every prompt must be a non-empty string.")
+        return prompts, columns
+
+    def _check_lengths(self, named_models: list[tuple[str, torch.nn.Module | None]]) -> None:
+        """Fail before training when the longest query plus max_new_tokens does not fit a model's context."""
+        longest = max(range(len(self.prompt_ids)), key=lambda index: len(self.prompt_ids[index]))
+        needed = len(self.prompt_ids[longest]) + self.config.max_new_tokens
+        for name, model in named_models:
+            limit = context_length(model) if model is not None else None
+            if limit is not None and needed > limit:
+                raise ValueError(
+                    f"Prompt {longest} has {len(self.prompt_ids[longest])} tokens; with max_new_tokens="
+                    f"{self.config.max_new_tokens} query + response need {needed} positions but the {name}'s context "
+                    f"is {limit}. Shorten or drop the longest prompts, or lower max_new_tokens."
+                )
+
+    @property
+    def unwrapped_model(self) -> PolicyAndValueModel:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        return self.unwrapped_model.policy
+
+    @contextmanager
+    def reference(self):
+        """The reference causal LM: the frozen copy, or the PEFT policy with its adapter disabled."""
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:
+            with self.policy.disable_adapter():
+                yield self.policy
+
+    def prompt_indices(self, step: int) -> list[int]:
+        """This process's prompts for `step`: a fixed function of (seed, step), so a resumed run sees the same data.
+
+        The prompts are visited in a fresh random order each pass (the same order on every process); each process
+        takes its own slice of the step's global batch.
+        """
+        start = step * self.global_batch_size + self.accelerator.process_index * self.config.batch_size
+        indices = []
+        for position in range(start, start + self.config.batch_size):
+            data_epoch, offset = divmod(position, len(self.prompts))
+            if data_epoch not in self._prompt_orders:
+                generator = torch.Generator().manual_seed(self.config.seed + data_epoch)
+                self._prompt_orders = {data_epoch: torch.randperm(len(self.prompts), generator=generator).tolist()}
+            indices.append(self._prompt_orders[data_epoch][offset])
+        return indices
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Rollouts
+
+    def decode_responses(self, responses: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
+        return [
+            self.tokenizer.decode(row[mask.bool()].tolist(), skip_special_tokens=True)
+            for row, mask in zip(responses, response_mask)
+        ]
+
+    @torch.no_grad()
+    def score_responses(
+        self,
+        prompt_indices: list[int],
+        queries: torch.Tensor,
+        query_mask: torch.Tensor,
+        responses: torch.Tensor,
+        response_mask: torch.Tensor,
+        has_eos: torch.Tensor,
+    ) -> torch.Tensor:
+        """Score each truncated response (B,): reward model at the last real token, or the reward function; then
+        subtract missing_eos_penalty from responses that never emitted EOS."""
+        if self.reward_model is not None:
+            input_ids = torch.cat([queries, responses], dim=1)
+            attention_mask = torch.cat([query_mask, response_mask], dim=1)
+            scores = sequence_scores(self.reward_model, input_ids, attention_mask).float()
+        else:
+            prompts = [self.prompts[index] for index in prompt_indices]
+            columns = {
+                name: [column[index] for index in prompt_indices] for name, column in self.prompt_columns.items()
+            }
+            rewards = self.reward_fn(prompts, self.decode_responses(responses, response_mask), **columns)
+            scores = torch.tensor([float(reward) for reward in rewards], device=responses.device)
+        if self.config.missing_eos_penalty is not None:
+            scores = torch.where(has_eos, scores, scores - self.config.missing_eos_penalty)
+        return scores
+
+    @torch.no_grad()
+    def rollout(self, prompt_indices: list[int]) -> Rollout:
+        """Generate, truncate, score, and record log-probs and values for the prompts at `prompt_indices`."""
+        device = self.accelerator.device
+        model = self.unwrapped_model.eval()
+        prompt_ids = [self.prompt_ids[index] for index in prompt_indices]
+        queries, query_mask = (tensor.to(device) for tensor in left_pad(prompt_ids, self.tokenizer.pad_token_id))
+        query_length = queries.shape[1]
+
+        generated = model.policy.generate(
+            input_ids=queries, attention_mask=query_mask, generation_config=self.generation_config
+        )
+        responses, response_mask, has_eos = truncate_after_eos(
+            generated[:, query_length:], self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        )
+        input_ids = torch.cat([queries, responses], dim=1)  # (B, L)
+        attention_mask = torch.cat([query_mask, response_mask], dim=1)  # (B, L)
+
+        logprobs, ref_logprobs, values = [], [], []
+        chunk = self.config.rollout_forward_batch_size or len(prompt_indices)
+        temperature = self.config.temperature
+        for start in range(0, len(prompt_indices), chunk):
+            rows = slice(start, start + chunk)
+            logits, chunk_values = model(input_ids[rows], attention_mask[rows], query_length)
+            logprobs.append(logprobs_from_logits(logits / temperature, responses[rows]))
+            values.append(chunk_values)
+            with self.reference() as reference:
+                ref_logprobs.append(
+                    response_logprobs(reference, input_ids[rows], attention_mask[rows], query_length, temperature)
+                )
+        scores = self.score_responses(prompt_indices, queries, query_mask, responses, response_mask, has_eos)
+        mask = response_mask.float()
+        return Rollout(
+            prompt_indices=list(prompt_indices),
+            queries=queries,
+            query_mask=query_mask,
+            responses=responses,
+            response_mask=response_mask,
+            has_eos=has_eos,
+            logprobs=torch.cat(logprobs) * mask,
+            ref_logprobs=torch.cat(ref_logprobs) * mask,
+            values=torch.cat(values) * mask,
+            scores=scores,
+        )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Optimisation
+
+    def _optimise(self, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+        """PPO epochs over the rollout batch. Returns per-micro-batch statistics (num_micro_batches, 7): policy loss,
+        value loss, policy clip fraction, value clip fraction, approx KL, entropy, mean ratio."""
+        config = self.config
+        self.model.train()
+        input_ids, attention_mask, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask.float()
+        query_length = rollout.queries.shape[1]
+        statistics = []
+        for _ in range(config.num_ppo_epochs):
+            order = torch.randperm(len(rollout.prompt_indices), device=input_ids.device)
+            for mini_start in range(0, len(order), config.mini_batch_size):
+                mini_batch = order[mini_start : mini_start + config.mini_batch_size]
+                micro_batches = mini_batch.split(config.micro_batch_size)
+                for micro_index, rows in enumerate(micro_batches):
+                    # Synchronise gradients across processes only on the mini-batch's last backward pass.
+                    last = micro_index == len(micro_batches) - 1
+                    with nullcontext() if last else self.accelerator.no_sync(self.model):
+                        logits, values = self.model(input_ids[rows], attention_mask[rows], query_length)
+                        logits = logits / config.temperature  # (b, R, V)
+                        logprobs = logprobs_from_logits(logits, rollout.responses[rows])  # (b, R)
+                        policy = clipped_policy_loss(
+                            logprobs, rollout.logprobs[rows], advantages[rows], mask[rows], config.cliprange
+                        )
+                        value = clipped_value_loss(
+                            values, rollout.values[rows], returns[rows], mask[rows], config.cliprange_value
+                        )
+                        loss = policy.loss + config.vf_coef * value.loss
+                        self.accelerator.backward(loss / len(micro_batches))
+                    with torch.no_grad():
+                        entropy = masked_mean(entropy_from_logits(logits), mask[rows])
+                        ratio = masked_mean(torch.exp(logprobs - rollout.logprobs[rows]), mask[rows])
+                    statistics.append(
+                        torch.stack(
+                            [
+                                policy.loss.detach(),
+                                value.loss.detach(),
+                                policy.clip_fraction,
+                                value.clip_fraction,
+                                policy.approx_kl,
+                                entropy,
+                                ratio,
+                            ]
+                        )
+                    )
+                if config.max_grad_norm > 0:
+                    self.accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+        return torch.stack(statistics).float()
+
+    def step(self) -> dict[str, float]:
+        """One PPO step: rollout, rewards and advantages, PPO epochs. Returns this step's metrics."""
+        config = self.config
+        started = time.perf_counter()
+        rollout = self.rollout(self.prompt_indices(self.state.step))
+        with torch.no_grad():
+            mask = rollout.response_mask.float()
+            kl = kl_penalty(rollout.logprobs, rollout.ref_logprobs, config.kl_estimator) * mask  # (B, R)
+            kl_coef = self.kl_controller.value
+            rewards, non_score_rewards = compute_rewards(rollout.scores, kl, mask, kl_coef)
+            if config.whiten_rewards:
+                rewards = masked_whiten(rewards, mask, shift_mean=False)
+            advantages, returns = compute_gae(rewards, rollout.values, mask, config.gamma, config.lam)
+            advantages = masked_whiten(advantages, mask)
+        learning_rate = self.scheduler.get_last_lr()[0]
+        statistics = self._optimise(rollout, advantages, returns)
+        self.scheduler.step()
+
+        # Metrics over all processes: gather per example (or per equal-sized micro-batch), then average.
+        gather = self.accelerator.gather
+        scores = gather(rollout.scores)
+        sequence_kl = gather(kl.sum(1))
+        non_score = gather(non_score_rewards.sum(1))
+        lengths = gather(mask.sum(1))
+        eos = gather(rollout.has_eos.float())
+        averages = gather(statistics).mean(0).tolist()
+        self.kl_controller.update(sequence_kl.mean().item(), n_steps=self.global_batch_size)
+        self.state.step += 1
+        metrics = {
+            "step": self.state.step,
+            "episodes": self.state.step * self.global_batch_size,
+            "objective/scores": scores.mean().item(),
+            "objective/scores_std": scores.std().item() if len(scores) > 1 else 0.0,
+            "objective/kl": sequence_kl.mean().item(),
+            "objective/kl_coef": kl_coef,
+            "objective/non_score_reward": non_score.mean().item(),
+            "objective/rlhf_reward": (scores + non_score).mean().item(),
+            "loss/policy": averages[0],
+            "loss/value": averages[1],
+            "policy/clip_fraction": averages[2],
+            "value/clip_fraction": averages[3],
+            "policy/approx_kl": averages[4],
+            "policy/entropy": averages[5],
+            "policy/ratio": averages[6],
+            "rollout/response_length": lengths.mean().item(),
+            "rollout/eos_fraction": eos.mean().item(),
+            "lr": learning_rate,
+            "episodes_per_second": self.global_batch_size / (time.perf_counter() - started),
+        }
+        self.state.history.append(metrics)
+        self.last_rollout = rollout
+        return metrics
+
+    def train(self, resume_from_checkpoint: str | Path | None = None) -> list[dict]:
+        """Run PPO steps until num_steps, logging, printing samples and saving checkpoints; save the final models,
+        the metrics and a plot in output_dir. Returns the metrics history."""
+        config = self.config
+        if resume_from_checkpoint is not None:
+            self.load_checkpoint(resume_from_checkpoint)
+        is_main = self.accelerator.is_main_process
+        if is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            # Start the log from the restored history, so a resumed run does not repeat lines.
+            with open(self.output_dir / "metrics.jsonl", "w") as log:
+                log.writelines(
+                    json.dumps(metrics) + "\n" for metrics in self.state.history if self._should_log(metrics)
+                )
+        progress = tqdm(
+            total=self.num_steps,
+            initial=self.state.step,
+            desc="PPO",
+            disable=not (config.progress_bar and self.accelerator.is_local_main_process),
+        )
+        while self.state.step < self.num_steps:
+            metrics = self.step()
+            step = self.state.step
+            progress.update(1)
+            progress.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
+            if is_main and self._should_log(metrics):
+                with open(self.output_dir / "metrics.jsonl", "a") as log:
+                    log.write(json.dumps(metrics) + "\n")
+            if is_main and config.sample_steps and step % config.sample_steps == 0:
+                progress.write(f"step {step}\n{self.sample_table(self.last_rollout)}")
+            if config.save_steps and step % config.save_steps == 0:
+                self.save_checkpoint()
+        progress.close()
+        self.save_model(self.output_dir)
+        if is_main:
+            self.plot_metrics(self.output_dir / "ppo_metrics.png")
+        return self.state.history
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Reporting
+
+    def _should_log(self, metrics: dict) -> bool:
+        return bool(self.config.logging_steps) and metrics["step"] % self.config.logging_steps == 0
+
+    def sample_table(self, rollout: Rollout, max_width: int = 60) -> str:
+        """A plain-text table of a few prompts, responses and scores from `rollout`."""
+        count = min(self.config.num_samples_to_print, len(rollout.prompt_indices))
+        responses = self.decode_responses(rollout.responses[:count], rollout.response_mask[:count])
+
+        def cell(text: str) -> str:
+            text = repr(text)[1:-1]  # newlines and tabs stay on one line
+            return text if len(text) <= max_width else text[: max_width - 3] + "..."
+
+        rows = [
+            (cell(self.prompts[index]), cell(response), f"{score:.3f}")
+            for index, response, score in zip(rollout.prompt_indices, responses, rollout.scores.tolist())
+        ]
+        header = ("query", "response", "score")
+        widths = [max(len(row[column]) for row in [header, *rows]) for column in range(3)]
+        lines = [" | ".join(text.ljust(width) for text, width in zip(row, widths)) for row in [header, *rows]]
+        lines.insert(1, "-+-".join("-" * width for width in widths))
+        return "\n".join(lines)
+
+    def plot_metrics(self, path: str | Path) -> Path:
+        """Write a PNG of score, KL and response-length curves over the steps so far."""
+        from matplotlib.figure import Figure  # the object API renders with Agg and never opens a window
+
+        history = self.state.history
+        steps = [metrics["step"] for metrics in history]
+        figure = Figure(figsize=(15, 4), layout="constrained")
+        score_axes, kl_axes, length_axes = figure.subplots(1, 3)
+        mean = torch.tensor([metrics["objective/scores"] for metrics in history])
+        std = torch.tensor([metrics["objective/scores_std"] for metrics in history])
+        score_axes.plot(steps, mean, label="score")
+        score_axes.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        score_axes.plot(steps, [metrics["objective/rlhf_reward"] for metrics in history], label="score - beta * KL")
+        score_axes.set(title="Reward", xlabel="step")
+        score_axes.legend()
+        kl_axes.plot(steps, [metrics["objective/kl"] for metrics in history])
+        kl_axes.set(title=f"KL(policy || reference), {self.config.kl_estimator}", xlabel="step", ylabel="nats")
+        length_axes.plot(steps, [metrics["rollout/response_length"] for metrics in history])
+        length_axes.set(title="Response length", xlabel="step", ylabel="tokens")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        return path
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Saving and resuming
+
+    def save_model(self, directory: str | Path) -> None:
+        """Write the policy (full model or PEFT adapter) with the tokenizer to directory/policy, and the value model
+        to directory/value (or the value head to directory/value_head.safetensors)."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            directory = Path(directory)
+            model = self.unwrapped_model
+            model.policy.save_pretrained(directory / "policy")
+            self.tokenizer.save_pretrained(directory / "policy")
+            if model.value_head is not None:
+                save_file(model.value_head.state_dict(), directory / "value_head.safetensors")
+            else:
+                model.value_model.model.save_pretrained(directory / "value")
+        self.accelerator.wait_for_everyone()
+
+    def save_checkpoint(self, directory: str | Path | None = None) -> Path:
+        """A resumable checkpoint: policy + value weights, optimizer, scheduler, KL controller, step, metrics and
+        every process's random state (accelerate's `save_state`), plus the models for inference (`save_model`)."""
+        directory = Path(directory or self.output_dir / f"checkpoint-{self.state.step}")
+        self.accelerator.save_state(directory)
+        self.save_model(directory)
+        return directory
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        """Restore everything `save_checkpoint` wrote; the next `step()` continues exactly where that run was."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"No checkpoint folder at {directory}.")
+        self.accelerator.load_state(directory)
+        if self.state.step > self.num_steps:
+            raise ValueError(
+                f"The checkpoint is at step {self.state.step}, past this run's num_steps={self.num_steps}."
+            )
+
+
+__all__ = [
+    "PPOConfig",
+    "PPOTrainer",
+    "Rollout",
+    "TrainerState",
+    "left_pad",
+    "truncate_after_eos",
+    "response_logprobs",
+]

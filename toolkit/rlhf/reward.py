@@ -1,0 +1,296 @@
+"""Reward models: preference data, a scalar reward model from a causal LM, training with TRL's RewardTrainer, and
+pairwise evaluation.
+
+A reward model is an `AutoModelForSequenceClassification` with num_labels=1 whose score is read at the last real token.
+TRL's RewardTrainer appends EOS to every chosen/rejected text, so the score is learned at the EOS token; PPO reads it
+at the EOS that ends a response, the same place.
+"""
+
+import gzip
+import json
+import math
+import random
+from collections.abc import Iterable, Sequence
+from copy import deepcopy
+from pathlib import Path
+
+import datasets
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from trl import RewardConfig, RewardTrainer
+
+from .modeling import disable_dropout, sequence_scores, unwrap_peft
+from .ppo import context_length
+
+HH_ASSISTANT_MARKER = "\n\nAssistant:"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Preference data
+
+
+def validate_preference_row(row: dict, where: str) -> None:
+    """Raise a ValueError naming `where` (e.g. "data.jsonl line 7") for a row that cannot train a reward model."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected an object with 'chosen' and 'rejected', got {type(row).__name__}.")
+    for key in ("chosen", "rejected"):
+        if key not in row:
+            raise ValueError(f"{where}: missing {key!r} (keys: {sorted(row)}).")
+        if not isinstance(row[key], str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}.")
+        if not row[key].strip():
+            raise ValueError(f"{where}: {key!r} is empty.")
+    if "prompt" in row and not isinstance(row["prompt"], str):
+        raise ValueError(f"{where}: 'prompt' must be a string, got {type(row['prompt']).__name__}.")
+    if row["chosen"] == row["rejected"]:
+        raise ValueError(f"{where}: 'chosen' and 'rejected' are identical, so the pair teaches no preference.")
+
+
+def split_prompt(chosen: str, rejected: str, marker: str = HH_ASSISTANT_MARKER) -> tuple[str, str, str]:
+    """Turn an implicit-prompt pair (two whole dialogues) into (prompt, chosen, rejected).
+
+    The prompt is the dialogue up to and including the last `marker` of `chosen`, when `rejected` starts with the same
+    text and both answers after it are non-empty; otherwise the prompt is "" and the texts are returned unchanged.
+    """
+    cut = chosen.rfind(marker)
+    if cut < 0:
+        return "", chosen, rejected
+    prompt = chosen[: cut + len(marker)]
+    if not rejected.startswith(prompt) or not chosen[len(prompt) :].strip() or not rejected[len(prompt) :].strip():
+        return "", chosen, rejected
+    return prompt, chosen[len(prompt) :], rejected[len(prompt) :]
+
+
+def preference_dataset(rows: Sequence[dict], source: str = "row", explicit_prompt: bool = False) -> datasets.Dataset:
+    """A validated `datasets.Dataset` with `chosen`/`rejected` columns, plus `prompt` when the rows have one or when
+    `explicit_prompt` splits hh-rlhf-style dialogues (`split_prompt`). Errors name `source` and the row index."""
+    for index, row in enumerate(rows):
+        validate_preference_row(row, f"{source} {index}")
+    with_prompt = explicit_prompt or any("prompt" in row for row in rows)
+    columns = {"prompt": [], "chosen": [], "rejected": []} if with_prompt else {"chosen": [], "rejected": []}
+    for row in rows:
+        prompt, chosen, rejected = row.get("prompt", ""), row["chosen"], row["rejected"]
+        if explicit_prompt and not prompt:
+            prompt, chosen, rejected = split_prompt(chosen, rejected)
+        if with_prompt:
+            columns["prompt"].append(prompt)
+        columns["chosen"].append(chosen)
+        columns["rejected"].append(rejected)
+    return datasets.Dataset.from_dict(columns)
+
+
+def load_preference_jsonl(path: str | Path, explicit_prompt: bool = False) -> datasets.Dataset:
+    """Read preference pairs from JSON Lines (`.jsonl` or gzip-compressed `.jsonl.gz`).
+
+    Each line is an object with `chosen` and `rejected` (hh-rlhf: two whole dialogues, an implicit prompt) and
+    optionally `prompt`. Bad lines raise a ValueError naming the file and the 1-based line number.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} line {line_number}: not valid JSON ({error}).") from error
+            validate_preference_row(row, f"{path} line {line_number}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} holds no preference pairs.")
+    return preference_dataset(rows, source=str(path), explicit_prompt=explicit_prompt)
+
+
+def arithmetic_preference_pairs(
+    num_pairs: int = 1000,
+    split: str = "train",
+    difficulty: int | Iterable[int] = (1, 2, 3),
+    seed: int = 0,
+) -> datasets.Dataset:
+    """Verifiable preference pairs from synthetic GSM8K-style problems: the correct worked solution is chosen, the
+    same solution with one wrong calculation (carried through to a wrong final answer) is rejected.
+
+    Columns: `prompt` ("Question: ...\\nAnswer:", the lm-evaluation-harness GSM8K format), `chosen`, `rejected`,
+    `final_answer`.
+    """
+    from ..data.synthetic import corrupt_solution, make_arithmetic_dataset
+
+    problems = make_arithmetic_dataset(split=split, num_examples=num_pairs, difficulty=difficulty, seed=seed)
+    rng = random.Random(seed)
+    return datasets.Dataset.from_dict(
+        {
+            "prompt": [f"Question: {question}\nAnswer:" for question in problems["question"]],
+            "chosen": [f" {answer}" for answer in problems["answer"]],
+            "rejected": [f" {corrupt_solution(answer, rng)}" for answer in problems["answer"]],
+            "final_answer": problems["final_answer"],
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+
+
+def init_reward_head(model: nn.Module) -> None:
+    """Reward head init from the RLHF literature: weight ~ N(0, 1 / sqrt(d + 1)), bias 0."""
+    head = unwrap_peft(model).score
+    with torch.no_grad():
+        head.weight.normal_(mean=0.0, std=1.0 / math.sqrt(head.in_features + 1))
+        if head.bias is not None:
+            head.bias.zero_()
+
+
+def reward_model_from_causal_lm(
+    causal_lm: str | Path | PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **from_pretrained_kwargs
+) -> PreTrainedModel:
+    """A scalar reward model (sequence classification, num_labels=1) on a pretrained causal LM's backbone.
+
+    `causal_lm` is a folder or Hub id (GPT-2, our GPT, any model with an AutoModelForSequenceClassification class),
+    or a loaded causal LM whose backbone weights are copied. The new head is initialised with `init_reward_head`,
+    dropout is off, and `pad_token_id` comes from the tokenizer (which must have a pad token).
+    """
+    if tokenizer.pad_token_id is None:
+        raise ValueError("The tokenizer has no pad token; set one (GPT-2: tokenizer.pad_token = tokenizer.eos_token).")
+    if isinstance(causal_lm, PreTrainedModel):
+        config = deepcopy(causal_lm.config)
+        config.num_labels = 1
+        model = AutoModelForSequenceClassification.from_config(config)
+        model.base_model.load_state_dict(causal_lm.base_model.state_dict())
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(causal_lm, num_labels=1, **from_pretrained_kwargs)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    init_reward_head(model)
+    disable_dropout(model)
+    return model
+
+
+def load_reward_model(path: str | Path, **from_pretrained_kwargs) -> PreTrainedModel:
+    """A trained reward model in eval mode with dropout off: a full model folder, or a PEFT adapter folder (merged
+    into its base, so PPO can copy it as the value model)."""
+    if (Path(path) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForSequenceClassification
+
+        # The base folder may be the causal LM the reward model started from: ask for the one-label head.
+        model = AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=1, **from_pretrained_kwargs)
+        model = model.merge_and_unload()
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **from_pretrained_kwargs)
+    disable_dropout(model)
+    return model.eval()
+
+
+def make_reward_trainer(
+    model: str | Path | PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset | None = None,
+    args: RewardConfig | None = None,
+    peft_config=None,
+) -> RewardTrainer:
+    """TRL's `RewardTrainer` for a preference dataset (`chosen`/`rejected`, optional `prompt`).
+
+    `model` is a reward model (see `reward_model_from_causal_lm`) or a causal LM folder, which is turned into one.
+    With a LoRA `peft_config` the score head is trained in full (`modules_to_save=["score"]`) unless the config
+    says otherwise. Note RewardConfig's defaults: bf16=True and activation checkpointing on (on CPU pass bf16=False
+    and activation_checkpointing=False), and pairs longer than `max_length` (1024) tokens are silently dropped.
+    """
+    if not isinstance(model, PreTrainedModel):
+        model = reward_model_from_causal_lm(model, tokenizer)
+    for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+        if dataset is not None:
+            for index, row in enumerate(dataset):
+                validate_preference_row(row, f"{name} row {index}")
+    if peft_config is not None and getattr(peft_config, "modules_to_save", None) is None:
+        peft_config.modules_to_save = ["score"]
+    return RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def reward_scores(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int = 16
+) -> torch.Tensor:
+    """The reward model's score of each text (N,), read at its last token; texts are scored as given."""
+    device = next(model.parameters()).device
+    scores = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, return_tensors="pt").to(device)
+        scores.append(sequence_scores(model, batch["input_ids"], batch["attention_mask"]).float().cpu())
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def evaluate_reward_model(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: datasets.Dataset,
+    batch_size: int = 16,
+    max_length: int | None = None,
+) -> dict[str, float]:
+    """Pairwise accuracy and reward margin on held-out preference pairs.
+
+    Texts are built as the RewardTrainer trains on them: prompt + answer + EOS. Pairs with a side longer than
+    `max_length` tokens (default: the model's context) are skipped and counted in `num_skipped`.
+    Returns accuracy (share of pairs with score(chosen) > score(rejected)), margin (mean score difference),
+    chosen_score / rejected_score (means), num_pairs and num_skipped.
+    """
+    eos = tokenizer.eos_token or ""
+    max_length = max_length or context_length(model)
+    prompts = dataset["prompt"] if "prompt" in dataset.column_names else [""] * len(dataset)
+
+    def with_eos(text: str) -> str:
+        return text if text.endswith(eos) else text + eos
+
+    chosen = [with_eos(prompt + answer) for prompt, answer in zip(prompts, dataset["chosen"])]
+    rejected = [with_eos(prompt + answer) for prompt, answer in zip(prompts, dataset["rejected"])]
+    if max_length is not None:
+        lengths = [
+            max(len(a), len(b)) for a, b in zip(tokenizer(chosen)["input_ids"], tokenizer(rejected)["input_ids"])
+        ]
+        keep = [index for index, length in enumerate(lengths) if length <= max_length]
+        chosen, rejected = [chosen[index] for index in keep], [rejected[index] for index in keep]
+    num_skipped = len(dataset) - len(chosen)
+    if not chosen:
+        raise ValueError(f"All {len(dataset)} pairs are longer than max_length={max_length} tokens.")
+
+    was_training = model.training
+    model.eval()
+    chosen_scores = reward_scores(model, tokenizer, chosen, batch_size)
+    rejected_scores = reward_scores(model, tokenizer, rejected, batch_size)
+    model.train(was_training)
+    return {
+        "accuracy": (chosen_scores > rejected_scores).float().mean().item(),
+        "margin": (chosen_scores - rejected_scores).mean().item(),
+        "chosen_score": chosen_scores.mean().item(),
+        "rejected_score": rejected_scores.mean().item(),
+        "num_pairs": len(chosen),
+        "num_skipped": num_skipped,
+    }
+
+
+__all__ = [
+    "HH_ASSISTANT_MARKER",
+    "validate_preference_row",
+    "split_prompt",
+    "preference_dataset",
+    "load_preference_jsonl",
+    "arithmetic_preference_pairs",
+    "init_reward_head",
+    "reward_model_from_causal_lm",
+    "load_reward_model",
+    "make_reward_trainer",
+    "reward_scores",
+    "evaluate_reward_model",
+]
