@@ -71,12 +71,16 @@ def apply_lora(
     dropout: float = 0.05,
     target_modules: list[str] | None = None,
     include_attention_output: bool = False,
+    task_type: str = TaskType.CAUSAL_LM,
+    modules_to_save: list[str] | None = None,
 ) -> PeftModel:
-    """Wrap `model` with LoRA adapters on its attention projections (or the named modules)."""
+    """Wrap `model` with LoRA adapters on its attention projections (or the named modules); `modules_to_save`
+    train in full next to them (a reward model's new score head)."""
     targets = target_modules or attention_target_modules(model, include_attention_output)
     check_lora_targets(model, targets)
     config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
+        task_type=task_type,
+        modules_to_save=modules_to_save,
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,

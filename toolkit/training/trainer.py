@@ -6,6 +6,7 @@ no silent overwrite of another run, `--resume_from_checkpoint latest`, and a fin
 import json
 import math
 import signal
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,12 +71,14 @@ class ToolkitTrainer(PerplexityLoggingMixin, Trainer):
 class TrainingCurvesCallback(TrainerCallback):
     """Redraws loss/perplexity curves into `output_dir` after each evaluation and at the end of training."""
 
-    def __init__(self, title: str = ""):
+    def __init__(self, title: str = "", with_perplexity: bool = True):
         self.title = title
+        self.with_perplexity = with_perplexity
 
     def draw(self, args, state):
         if state.is_world_process_zero:
-            plot_training_curves(state.log_history, Path(args.output_dir) / CURVES_FILE, self.title)
+            path = Path(args.output_dir) / CURVES_FILE
+            plot_training_curves(state.log_history, path, self.title, self.with_perplexity)
 
     def on_evaluate(self, args, state, control, **kwargs):
         self.draw(args, state)
@@ -147,15 +150,19 @@ def train_and_save(
     plot: bool = True,
     tokens_per_sample: int | None = None,
     extra_metrics: dict | None = None,
+    after_training: Callable[[Trainer], dict] | None = None,
 ) -> dict:
     """Train (resuming if asked), evaluate, save model + tokenizer, curves and metrics.json; return the metrics.
 
+    `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation) before they are written.
     A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and returns {"stopped_by": ..., "stopped_at_step": ...}."""
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
+    curves = TrainingCurvesCallback(title=Path(args.output_dir).name, with_perplexity=language_model)
     if plot:
-        trainer.add_callback(TrainingCurvesCallback(title=Path(args.output_dir).name))
+        trainer.add_callback(curves)
     with stopper.installed():
         train_output = trainer.train(resume_from_checkpoint=checkpoint)
     if stopper.signal_name is not None:
@@ -167,16 +174,19 @@ def train_and_save(
         return {"stopped_by": stopper.signal_name, "stopped_at_step": stopper.stopped_at_step}
 
     metrics = {**train_output.metrics, **(extra_metrics or {})}
-    metrics["train_perplexity"] = perplexity(metrics["train_loss"])
+    if language_model:
+        metrics["train_perplexity"] = perplexity(metrics["train_loss"])
     if tokens_per_sample is not None:
         metrics["train_tokens_per_second"] = metrics["train_samples_per_second"] * tokens_per_sample
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     metrics["global_step"] = trainer.state.global_step
+    if after_training is not None:
+        metrics.update(after_training(trainer))
     trainer.save_model(args.output_dir)
     trainer.save_state()
     if trainer.is_world_process_zero():
         Path(args.output_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         if plot:
-            plot_training_curves(trainer.state.log_history, Path(args.output_dir) / CURVES_FILE)
+            curves.draw(args, trainer.state)
     return metrics

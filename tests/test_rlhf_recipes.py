@@ -1,0 +1,122 @@
+"""recipes/reward.py and recipes/ppo.py end to end on tiny configs, chained after pretrain and SFT."""
+
+import gzip
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recipes_loader import REPO, load_recipe
+from toolkit.rlhf.rewards import exact_match_reward
+
+CONFIGS = REPO / "recipes/configs"
+pretrain, sft, reward, ppo = (load_recipe(name) for name in ("pretrain", "sft", "reward", "ppo"))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The tiny chain: pretrain -> LoRA SFT -> reward model."""
+    root = tmp_path_factory.mktemp("pipeline")
+    pretrain.main(["--config", str(CONFIGS / "pretrain/tiny_cpu.yaml"), "--output_dir", str(root / "base")])
+    sft.main(
+        [
+            *("--config", str(CONFIGS / "sft/tiny_cpu.yaml")),
+            *("--model_name_or_path", str(root / "base"), "--output_dir", str(root / "sft")),
+        ]
+    )
+    reward_metrics = reward.main(
+        [
+            *("--config", str(CONFIGS / "reward/tiny_cpu.yaml")),
+            *("--model_name_or_path", str(root / "base"), "--output_dir", str(root / "reward")),
+        ]
+    )
+    return root, reward_metrics
+
+
+def test_reward_recipe_reports_held_out_pairwise_metrics(pipeline):
+    root, metrics = pipeline
+    assert metrics["heldout_num_pairs"] == 40
+    assert 0 <= metrics["heldout_accuracy"] <= 1
+    saved = json.loads((root / "reward" / "metrics.json").read_text())
+    assert saved["heldout_margin"] == metrics["heldout_margin"]
+    assert (root / "reward" / "training_curves.png").exists()
+
+
+def run_ppo(root, name, *extra):
+    argv = ["--config", str(CONFIGS / "ppo/tiny_cpu.yaml"), "--policy_name_or_path", str(root / "sft")]
+    return ppo.main([*argv, "--output_dir", str(root / name), *extra])
+
+
+def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
+    root, _ = pipeline
+    history = run_ppo(root, "ppo-exact")
+    assert len(history) == 4
+    assert history[0]["objective/kl"] == 0.0  # the first rollout comes from the reference weights
+    adapter = load_file(root / "ppo-exact" / "policy" / "adapter_model.safetensors")
+    assert adapter and all("lora_" in name for name in adapter)
+    assert any(adapter[name].abs().sum() > 0 for name in adapter if "lora_B" in name)
+    assert (root / "ppo-exact" / "ppo_metrics.png").exists()
+    assert json.loads((root / "ppo-exact" / "metrics.json").read_text())["steps"] == 4
+
+
+def test_ppo_resumes_from_the_latest_checkpoint(pipeline):
+    root, _ = pipeline
+    run_ppo(root, "ppo-resume", "--num_steps", "2")
+    history = run_ppo(root, "ppo-resume", "--resume_from_checkpoint", "latest")
+    assert [metrics["step"] for metrics in history] == [1, 2, 3, 4]
+
+
+def test_ppo_with_a_reward_model(pipeline):
+    root, _ = pipeline
+    history = run_ppo(root, "ppo-rm", "--reward", "model", "--reward_model_name_or_path", str(root / "reward"))
+    assert history[0]["objective/kl"] == 0.0
+    assert all(torch.isfinite(torch.tensor(m["objective/scores"])) for m in history)
+
+
+def test_ppo_rejects_a_reward_model_with_another_vocabulary(pipeline, tmp_path):
+    root, _ = pipeline
+    other = tmp_path / "other-base"
+    data = tmp_path / "digits.txt"
+    data.write_text("0123456789 " * 400)
+    pretrain.main(
+        [
+            *("--config", str(CONFIGS / "pretrain/tiny_cpu.yaml"), "--output_dir", str(other)),
+            *("--dataset", str(data), "--max_steps", "1", "--eval_steps", "1"),
+        ]
+    )
+    reward.main(
+        [
+            *("--config", str(CONFIGS / "reward/tiny_cpu.yaml"), "--model_name_or_path", str(other)),
+            *("--output_dir", str(tmp_path / "other-reward"), "--max_steps", "1"),
+        ]
+    )
+    with pytest.raises(ValueError, match="tokenizer"):
+        run_ppo(
+            root, "ppo-mismatch", "--reward", "model", "--reward_model_name_or_path", str(tmp_path / "other-reward")
+        )
+
+
+def test_ppo_rejects_responses_longer_than_the_context(pipeline):
+    root, _ = pipeline
+    with pytest.raises(ValueError, match="context"):
+        run_ppo(root, "ppo-long", "--max_new_tokens", "300")
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected", "message"),
+    [("", "a reply", "empty"), ("same reply", "same reply", "identical")],
+)
+def test_reward_recipe_rejects_bad_preference_rows(tmp_path, chosen, rejected, message):
+    path = tmp_path / "pairs.jsonl.gz"
+    rows = [{"chosen": "good answer", "rejected": "bad answer"}, {"chosen": chosen, "rejected": rejected}]
+    with gzip.open(path, "wt") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    with pytest.raises(ValueError, match=rf"{path} line 2.*{message}"):
+        reward.main(["--config", str(CONFIGS / "reward/tiny_cpu.yaml"), "--dataset", str(path)])
+
+
+def test_exact_match_reward_scores_like_gsm8k_strict_match():
+    responses = [" 6*7 = 42\n#### 42", " #### 1,000.", " the answer is 42", " #### 41"]
+    assert exact_match_reward([""] * 4, responses, final_answer=["42", "1000", "42", "42"]) == [1.0, 1.0, 0.0, 0.0]
+    assert exact_match_reward([""], [" the answer is 42"], final_answer=["42"], strict=False) == [1.0]

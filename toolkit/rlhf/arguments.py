@@ -1,0 +1,101 @@
+"""Dataclass arguments of the reward and PPO recipes (parsed with `trl.TrlParser` next to RewardConfig / PPOConfig)."""
+
+from dataclasses import dataclass, field
+
+import datasets
+
+from ..data import SYNTHETIC_NAME, make_arithmetic_dataset
+from .reward import arithmetic_preference_pairs, load_preference_jsonl
+
+
+@dataclass
+class RewardModelArguments:
+    model_name_or_path: str = field(
+        default="outputs/pretrain-tiny",
+        metadata={"help": "The causal LM the reward model starts from (its backbone; the score head is new)."},
+    )
+
+
+@dataclass
+class PreferenceDataArguments:
+    dataset: str = field(
+        default=SYNTHETIC_NAME,
+        metadata={
+            "help": "Preference pairs: a JSONL(.gz) file with chosen/rejected (hh-rlhf style, optional prompt), a Hub "
+            "dataset id, or 'arithmetic' (correct vs corrupted solutions of the built-in problems)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    explicit_prompt: bool = field(
+        default=False, metadata={"help": "Split hh-rlhf dialogues into the shared prompt and the two replies."}
+    )
+    num_pairs: int = field(default=2000, metadata={"help": "'arithmetic': number of training pairs."})
+    synthetic_difficulty: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
+    )
+    validation_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for evaluation."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training pairs."})
+
+
+def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets.DatasetDict:
+    """Training and held-out preference pairs."""
+    if args.dataset == SYNTHETIC_NAME:
+        pairs = arithmetic_preference_pairs(args.num_pairs, "train", tuple(args.synthetic_difficulty), seed)
+    elif args.dataset.endswith((".jsonl", ".jsonl.gz")):
+        pairs = load_preference_jsonl(args.dataset, explicit_prompt=args.explicit_prompt)
+    else:
+        pairs = datasets.load_dataset(args.dataset, args.dataset_config, split="train")
+    if args.max_train_samples is not None:
+        pairs = pairs.select(range(min(len(pairs), args.max_train_samples)))
+    held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=seed)
+    return datasets.DatasetDict(train=held_out["train"], validation=held_out["test"])
+
+
+@dataclass
+class PPOScriptArguments:
+    policy_name_or_path: str = field(
+        default="outputs/sft-tiny",
+        metadata={
+            "help": "The SFT model to improve: a full model folder, a LoRA adapter folder (merged first), or a Hub id."
+        },
+    )
+    reward: str = field(
+        default="exact_match",
+        metadata={"help": "'model' (a trained reward model) or 'exact_match' (verifiable: the answer is correct)."},
+    )
+    reward_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "With reward='model': the reward model folder (also initialises the values)."}
+    )
+    dataset: str = field(
+        default=SYNTHETIC_NAME,
+        metadata={
+            "help": "Prompts: 'arithmetic' (built-in problems) or a preference JSONL(.gz) whose prompts are used."
+        },
+    )
+    num_prompts: int = field(default=1000, metadata={"help": "How many prompts to draw rollouts from."})
+    synthetic_difficulty: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint-N folder, or 'latest' for the newest one in output_dir."}
+    )
+    data_seed: int = field(
+        default=0, metadata={"help": "'arithmetic': the data seed of the SFT run, so test questions stay unseen."}
+    )
+
+
+def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
+    """A `prompt` column (plus `final_answer` for arithmetic, which the exact-match reward reads)."""
+    if args.dataset == SYNTHETIC_NAME:
+        problems = make_arithmetic_dataset(
+            "train", args.num_prompts, tuple(args.synthetic_difficulty), seed=args.data_seed
+        )
+        return datasets.Dataset.from_dict(
+            {
+                "prompt": [f"Question: {question}\nAnswer:" for question in problems["question"]],
+                "final_answer": problems["final_answer"],
+            }
+        )
+    pairs = load_preference_jsonl(args.dataset, explicit_prompt=True)
+    prompts = pairs.filter(lambda row: bool(row["prompt"])).select_columns(["prompt"])
+    return prompts.select(range(min(len(prompts), args.num_prompts)))
