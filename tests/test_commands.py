@@ -52,8 +52,11 @@ def check_accelerate_launch(command: str) -> None:
     script, recipe_args = Path(words[0]), words[1:]
     assert script.parts[0] == "recipes" and (REPO / script).is_file(), command
     recipe_args = [str(REPO / a) if a.startswith("recipes/configs/") else a for a in recipe_args]
-    # GPU configs ask for bf16, which TrainingArguments refuses to even parse on a machine without a GPU.
-    load_recipe(script.stem).build_parser().parse_args_and_config([*recipe_args, "--use_cpu", "true"])
+    parser = load_recipe(script.stem).build_parser()
+    if any(action.dest == "use_cpu" for action in parser._actions):
+        # GPU configs ask for bf16, which TrainingArguments refuses to even parse on a machine without a GPU.
+        recipe_args += ["--use_cpu", "true"]
+    parser.parse_args_and_config(recipe_args)
 
 
 def check_toolkit_command(command: str) -> None:

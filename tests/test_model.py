@@ -163,7 +163,7 @@ def test_gradient_accumulation_equals_big_batch():
 def test_gradient_checkpointing_gives_same_gradients():
     x = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(9))
     plain, checkpointed = tiny_model().train(), tiny_model().train()
-    checkpointed.gradient_checkpointing_enable()
+    checkpointed.activation_checkpointing_enable()
     plain(x, labels=x).loss.backward()
     checkpointed(x, labels=x).loss.backward()
     for p, q in zip(plain.parameters(), checkpointed.parameters(), strict=True):
