@@ -333,9 +333,68 @@ def format_pretrain_results(results: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class MemoryBenchArguments:
+    steps: int = field(default=3, metadata={"help": "Training steps per method."})
+    batch_size: int = field(default=4, metadata={"help": "Sequences per step."})
+    block_size: int = field(default=128, metadata={"help": "Tokens per sequence."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (on c_attn, the SFT recipe's default target)."})
+    output: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+
+
+def peak_memory_of_training(method: str, args: MemoryBenchArguments, results) -> None:
+    """In a fresh process: a GPT-2-small-shaped model, `steps` AdamW steps, then the process's peak RSS."""
+    import resource
+
+    from .adapters import apply_lora, parameter_counts
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)).train()
+    if method == "lora":
+        model = apply_lora(model, r=args.lora_r, dropout=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+    batch = torch.randint(0, 50257, (args.batch_size, args.block_size))
+    for _ in range(args.steps):
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    results.put((method, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, parameter_counts(model)[0]))
+
+
+def bench_memory(args: MemoryBenchArguments) -> dict:
+    """Peak resident memory of full fine-tuning vs LoRA at the GPT-2-small shape, each in its own process."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    figures = {}
+    for method in ("full", "lora"):
+        process = context.Process(target=peak_memory_of_training, args=(method, args, results))
+        process.start()
+        name, peak_mib, trainable = results.get()
+        process.join()
+        figures[name] = {"peak_rss_mib": peak_mib, "trainable_parameters": trainable}
+    return {
+        "setup": f"GPT2LMHeadModel 124M, batch {args.batch_size} x {args.block_size}, {args.steps} AdamW steps, fp32",
+        **figures,
+        "ratio_lora_vs_full": figures["lora"]["peak_rss_mib"] / figures["full"]["peak_rss_mib"],
+    }
+
+
+def format_memory_results(results: dict) -> str:
+    lines = [results["setup"], "", "| method | trainable parameters | peak RSS (MiB) |", "|---|---|---|"]
+    for method in ("full", "lora"):
+        row = results[method]
+        lines.append(f"| {method} | {row['trainable_parameters']:,} | {row['peak_rss_mib']:,.0f} |")
+    lines.append(f"\nLoRA peak / full peak: {results['ratio_lora_vs_full']:.2f}")
+    return "\n".join(lines)
+
+
 BENCHMARKS = {
     "model": (ModelBenchArguments, bench_model, format_model_results),
     "pretrain": (PretrainBenchArguments, bench_pretrain, format_pretrain_results),
+    "memory": (MemoryBenchArguments, bench_memory, format_memory_results),
 }
 
 
