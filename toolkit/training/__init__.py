@@ -1,6 +1,7 @@
 """Training building blocks the recipes are made of: arguments, tokenizer/model setup, Trainer extras."""
 
 from .arguments import AdapterArguments, DataArguments, ModelArguments, RunArguments
+from .pipelines import adapt, fine_tune, pretrain
 from .setup import build_model, build_tokenizer, check_block_size, load_training_splits
 from .trainer import (
     GracefulStopCallback,
@@ -13,6 +14,9 @@ from .trainer import (
 )
 
 __all__ = [
+    "adapt",
+    "fine_tune",
+    "pretrain",
     "AdapterArguments",
     "DataArguments",
     "ModelArguments",
