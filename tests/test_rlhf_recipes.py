@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from recipes_loader import REPO, load_recipe
+from toolkit.loading import load_causal_lm
 from toolkit.rlhf.rewards import exact_match_reward
 
 CONFIGS = REPO / "recipes/configs"
@@ -57,6 +58,12 @@ def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
     assert adapter and all("lora_" in name for name in adapter)
     assert any(adapter[name].abs().sum() > 0 for name in adapter if "lora_B" in name)
     assert (root / "ppo-exact" / "ppo_metrics.png").exists()
+    # The adapter names the merged SFT model as its base, so loading it gives the trained policy.
+    config = json.loads((root / "ppo-exact" / "policy" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(root / "ppo-exact" / "sft-merged")
+    sft_merged = load_causal_lm(str(root / "sft")).merge_and_unload().state_dict()
+    saved_base = load_file(root / "ppo-exact" / "sft-merged" / "model.safetensors")
+    assert all(torch.equal(saved_base[name], sft_merged[name]) for name in saved_base)
     assert json.loads((root / "ppo-exact" / "metrics.json").read_text())["steps"] == 4
 
 

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from accelerate import PartialState
 from peft import PeftModel
 from transformers import PreTrainedModel, set_seed
 from trl import RewardConfig
@@ -62,12 +63,18 @@ def train_reward_model(
     return train_and_save(trainer, config, plot=run_args.plot, after_training=held_out)
 
 
-def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments) -> PreTrainedModel:
-    """The SFT model (an SFT LoRA adapter is merged first), wrapped in a fresh LoRA when method=lora: the
-    reference is then the same weights with the adapter disabled, with no second copy in memory."""
+def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output_dir: str) -> PreTrainedModel:
+    """The SFT model, wrapped in a fresh LoRA when method=lora: the reference is then the same weights with the
+    adapter disabled, with no second copy in memory. An SFT LoRA adapter is merged first and the merged model saved
+    in output_dir/sft-merged, which the PPO adapter then names as its base (so it loads on the right weights)."""
     policy = load_causal_lm(args.policy_name_or_path, device="cpu")
     if isinstance(policy, PeftModel):
         policy = policy.merge_and_unload()
+        merged_dir = Path(output_dir) / "sft-merged"
+        if PartialState().is_main_process:
+            policy.save_pretrained(merged_dir)
+            load_tokenizer(args.policy_name_or_path).save_pretrained(merged_dir)
+        policy.name_or_path = str(merged_dir)
     if adapter_args.method == "lora":
         policy = apply_lora(
             policy,
@@ -93,7 +100,7 @@ def run_ppo(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    policy = load_policy(args, adapter_args)
+    policy = load_policy(args, adapter_args, config.output_dir)
     if args.reward == "model":
         if args.reward_model_name_or_path is None:
             raise ValueError("--reward model needs --reward_model_name_or_path (a folder written by reward.py).")
