@@ -9,6 +9,8 @@ Every result object prints its numbers together with the protocol that produced 
 - `evaluate_gsm8k` / `score_gsm8k` -> `Gsm8kResult`: k-shot exact match under lm-evaluation-harness's strict-match
   and flexible-extract extractors, with per-example records.
 - `load_metric(name)`: the same metrics as offline `evaluate` modules ("perplexity", "bleu", "gsm8k").
+- `evaluate_models(EvalArguments(...))`: several models x tasks, sharded over processes, with a comparison table and
+  chart (`toolkit eval`, `recipes/eval.py`).
 """
 
 from pathlib import Path
@@ -30,6 +32,7 @@ from .gsm8k import (
     score_gsm8k,
 )
 from .perplexity import PerplexityResult, perplexity_of_dataset, perplexity_of_file, perplexity_of_texts
+from .runner import EvalArguments, evaluate_models
 
 if TYPE_CHECKING:
     import evaluate
@@ -59,11 +62,13 @@ __all__ = [
     "LEGACY_STOP_STRINGS",
     "STOP_STRINGS",
     "BleuResult",
+    "EvalArguments",
     "Gsm8kResult",
     "PerplexityResult",
     "bleu_score",
     "bleu_score_files",
     "evaluate_gsm8k",
+    "evaluate_models",
     "extract_flexible",
     "extract_strict",
     "fewshot_prompts",

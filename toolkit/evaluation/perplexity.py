@@ -179,6 +179,7 @@ def score_windows(
             targets[row, scored] = torch.tensor(tokens[window.start + 1 : window.end + 1][scored])
 
         logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
+        logits = logits[:, -width:]  # a soft prompt (prompt tuning) adds positions before the input
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision -> fp32, fp64 stays
         token_nll = torch.nn.functional.cross_entropy(
             logits.flatten(0, 1), targets.to(logits.device).flatten(), ignore_index=IGNORE_INDEX, reduction="none"
@@ -216,25 +217,44 @@ def perplexity_of_texts(
     context_length, stride = check_window(model, context_length, stride)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
-    prefix = [start_token_id(tokenizer)] if add_start_token else []
+    documents, windows = document_windows(tokenizer, texts, context_length, stride, add_start_token)
+    model.eval()
+    log_likelihoods = score_windows(model, documents, windows, batch_size, show_progress)
+    scored = sum(window.num_scored for window in windows)
+    return corpus_result(
+        [text for text in texts if text], log_likelihoods, scored, context_length, stride, add_start_token
+    )
 
-    originals, documents, windows = [], [], []
+
+def document_windows(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], context_length: int, stride: int, add_start_token: bool
+) -> tuple[list[list[int]], list[Window]]:
+    """Token ids of every non-empty text (after the start token) and the windows that score each token once."""
+    prefix = [start_token_id(tokenizer)] if add_start_token else []
+    documents, windows = [], []
     for text in texts:
         if not text:
             continue
         tokens = prefix + tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         windows += rolling_windows(len(tokens), context_length, stride, document=len(documents))
-        originals.append(text)
         documents.append(tokens)
-    num_tokens = sum(window.num_scored for window in windows)
-    if num_tokens == 0:
+    if not windows:
         raise ValueError(
             "No text to score: the input is empty, or every text is empty or a single token without a start token. "
             "Pass non-empty texts (or keep add_start_token=True so one-token texts are scored)."
         )
+    return documents, windows
 
-    model.eval()
-    log_likelihoods = score_windows(model, documents, windows, batch_size, show_progress)
+
+def corpus_result(
+    originals: Sequence[str],
+    log_likelihoods: list[float],
+    num_tokens: int,
+    context_length: int,
+    stride: int,
+    add_start_token: bool,
+) -> PerplexityResult:
+    """Corpus-level numbers from per-document log-likelihood sums: token, word and byte levels."""
     total_nll = -sum(log_likelihoods)
     num_words = sum(len(re.split(r"\s+", text)) for text in originals)
     num_bytes = sum(len(text.encode("utf-8")) for text in originals)
@@ -242,7 +262,7 @@ def perplexity_of_texts(
         loss=total_nll / num_tokens,
         perplexity=exp_or_inf(total_nll / num_tokens),
         num_tokens=num_tokens,
-        num_documents=len(documents),
+        num_documents=len(originals),
         num_words=num_words,
         num_bytes=num_bytes,
         word_perplexity=exp_or_inf(total_nll / num_words),
