@@ -13,6 +13,7 @@ from trl import TrlParser
 from recipes_loader import REPO, load_recipe
 from toolkit.bench import BENCHMARKS
 from toolkit.generation import GenerateArguments
+from toolkit.hub import parse_arguments as parse_push_arguments
 
 README = REPO / "README.md"
 ACCELERATE_FLAGS_WITH_VALUE = {"--config_file", "--num_processes", "--mixed_precision", "--num_machines"}
@@ -64,6 +65,8 @@ def check_toolkit_command(command: str) -> None:
     assert words[0] == "toolkit", command
     if words[1] == "generate":
         TrlParser(GenerateArguments).parse_args_and_config(words[2:])
+    elif words[1] == "push":
+        parse_push_arguments(words[2:])
     elif words[1] == "bench":
         arguments_class = BENCHMARKS[words[2]][0]
         TrlParser(arguments_class).parse_args_and_config(words[3:])
