@@ -8,8 +8,12 @@ import sys
 
 # command -> (module, function, one-line help). Modules are imported only when their command runs.
 COMMANDS = {
+    "demo": ("toolkit.demo", "main", "the whole pipeline on built-in data, on CPU, in minutes (report.md)"),
     "generate": ("toolkit.generation", "main", "stream a completion from a model folder or Hub id"),
     "bench": ("toolkit.bench", "main", "benchmarks measured side by side (toolkit bench model)"),
+    "eval": ("toolkit.evaluation.runner", "main", "evaluate model folders on perplexity / GSM8K / BLEU tasks"),
+    "scaling": ("toolkit.scaling", "main", "compute/cost estimates and a scaling sweep"),
+    "push": ("toolkit.hub", "main", "upload a model or adapter folder to the Hub with a model card"),
 }
 
 
