@@ -8,8 +8,9 @@ import warnings
 
 import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers import PreTrainedModel
+
+from ._compat import PEFT_DEFAULT_LORA_TARGETS
 
 METHODS = ("full", "lora", "prompt_tuning")
 
@@ -28,8 +29,8 @@ def attention_target_modules(model: PreTrainedModel, include_output: bool = Fals
     if model_type in ATTENTION_PROJECTIONS:
         inputs, outputs = ATTENTION_PROJECTIONS[model_type]
         return inputs + (outputs if include_output else [])
-    if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
-        return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    if model_type in PEFT_DEFAULT_LORA_TARGETS:
+        return list(PEFT_DEFAULT_LORA_TARGETS[model_type])
     raise ValueError(
         f"No default LoRA targets are known for model type {model_type!r}: pass --lora_target_modules "
         "with the names of its attention projection layers."

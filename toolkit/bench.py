@@ -46,6 +46,10 @@ class ModelBenchArguments:
     trials: int = field(default=7, metadata={"help": "Timed pairs per measurement (after one warm-up pair)."})
     new_tokens: int = field(default=256, metadata={"help": "Tokens generated in the KV-cache benchmark."})
     skip_gpt2_small: bool = field(default=False, metadata={"help": "Skip the GPT-2-small-shape training row."})
+    gpt2_small_generation: bool = field(
+        default=False,
+        metadata={"help": "Add a GPT-2-small generation row (one pair; the no-cache loop takes minutes)."},
+    )
     output: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
     seed: int = field(default=0, metadata={"help": "Seed for weights and batches."})
 
@@ -93,19 +97,22 @@ def cached_greedy(model, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
 
 
 def bench_generation(shape: dict, new_tokens: int, trials: int, warmup: int, seed: int) -> dict:
-    """Greedy tokens/s of `generate` with the KV cache vs the no-cache loop, checking both give the same tokens."""
+    """Greedy tokens/s of `generate` with the KV cache vs the no-cache loop; both must produce the same tokens."""
     torch.manual_seed(seed)
     config = GPT2Config(**shape, n_positions=new_tokens + 16, bos_token_id=0, eos_token_id=0)
     model: GPTForCausalLM = gpt2_to_gpt(GPT2LMHeadModel(config)).eval()
     prompt = torch.randint(0, shape["vocab_size"], (1, 8))
-    if not torch.equal(cached_greedy(model, prompt, new_tokens), no_cache_greedy(model, prompt, new_tokens)):
+    outputs = {}
+
+    def cached():
+        outputs["cached"] = cached_greedy(model, prompt, new_tokens)
+
+    def no_cache():
+        outputs["no_cache"] = no_cache_greedy(model, prompt, new_tokens)
+
+    result = side_by_side(cached, no_cache, trials, warmup)
+    if not torch.equal(outputs["cached"], outputs["no_cache"]):
         raise RuntimeError("KV-cache generation disagrees with the no-cache loop; the benchmark would be meaningless.")
-    result = side_by_side(
-        lambda: cached_greedy(model, prompt, new_tokens),
-        lambda: no_cache_greedy(model, prompt, new_tokens),
-        trials,
-        warmup,
-    )
     return {
         "shape": f"{describe(shape)}, 1 x (8 prompt + {new_tokens} new), greedy",
         "cached_tokens_per_s": new_tokens / result["candidate_s"],
@@ -115,19 +122,24 @@ def bench_generation(shape: dict, new_tokens: int, trials: int, warmup: int, see
 
 
 NANO_SHAPE = dict(n_layer=4, n_head=4, n_embd=128, vocab_size=65)
+SHAKESPEARE_SHAPE = dict(n_layer=6, n_head=6, n_embd=384, vocab_size=65)  # nanoGPT's shakespeare_char model
 GPT2_SMALL_SHAPE = dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257)
 
 
 def bench_model(args: ModelBenchArguments) -> dict:
     """Training throughput vs GPT-2 (target >= 1.0x) and cached generation vs a no-cache loop (target >= 5x)."""
+    generation_trials = max(3, args.trials // 2)
     results = {
         "training": [bench_training({**NANO_SHAPE, "n_positions": 64}, 12, 64, args.trials, args.seed)],
-        "generation": [bench_generation(NANO_SHAPE, args.new_tokens, max(3, args.trials // 2), 1, args.seed)],
+        "generation": [
+            bench_generation(NANO_SHAPE, args.new_tokens, generation_trials, 1, args.seed),
+            bench_generation(SHAKESPEARE_SHAPE, args.new_tokens, 2, 0, args.seed),
+        ],
     }
     if not args.skip_gpt2_small:
         small = {**GPT2_SMALL_SHAPE, "n_positions": 1024}
         results["training"].append(bench_training(small, 1, 128, max(3, args.trials // 2), args.seed))
-        # The no-cache loop at this size takes about a minute per run: one timed pair, no warm-up.
+    if args.gpt2_small_generation:
         results["generation"].append(bench_generation(GPT2_SMALL_SHAPE, args.new_tokens, 1, 0, args.seed))
     results["torch_threads"] = torch.get_num_threads()
     return results
@@ -212,20 +224,16 @@ def bare_pytorch_run(model, blocks, args: TrainingArguments, eval_steps: int) ->
         num_training_steps=args.max_steps,
         scheduler_specific_kwargs=args.lr_scheduler_kwargs,
     )
+    train = torch.tensor(blocks["train"]["input_ids"])  # (N, T): the whole training set as one tensor
     order = torch.Generator().manual_seed(args.seed)
-    loader = torch.utils.data.DataLoader(
-        blocks["train"].with_format("torch", columns=["input_ids"]),
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=order,
-    )
+    batch_size = args.per_device_train_batch_size
     times, evals, step = [], {}, 0
     model.train()
     while step < args.max_steps:
-        for batch in loader:
+        permutation = torch.randperm(len(train), generator=order)
+        for first in range(0, len(train) - batch_size + 1, batch_size):
             start = time.perf_counter()
-            ids = batch["input_ids"]
+            ids = train[permutation[first : first + batch_size]]
             model(input_ids=ids, labels=ids).loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
@@ -272,6 +280,7 @@ def bench_pretrain(args: PretrainBenchArguments) -> dict:
             data_args.text_column,
             data_args.block_size,
             validation_fraction=data_args.validation_fraction,
+            train_stride=data_args.block_stride,
         )
         torch.manual_seed(training_args.seed)
         trainer_model = build_model(model_args, tokenizer, data_args.block_size)
@@ -397,7 +406,10 @@ class EvalBenchArguments:
     text_file: str = field(metadata={"help": "Text to score (e.g. ../shared/data/wikitext2/wiki.test.raw)."})
     characters: int = field(default=200_000, metadata={"help": "Score the first N characters of the file."})
     problems: int = field(default=64, metadata={"help": "GSM8K-style problems generated (built-in arithmetic)."})
-    batch_size: int = field(default=16, metadata={"help": "Windows / prompts per batch in the batched runs."})
+    perplexity_batch_size: int = field(
+        default=4, metadata={"help": "Windows per forward pass (on CPU, 4 x 512 tokens is faster than 16 x 512)."}
+    )
+    gsm8k_batch_size: int = field(default=16, metadata={"help": "Prompts per generate call in the batched run."})
     trials: int = field(default=3, metadata={"help": "Timed pairs per measurement."})
     output: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
 
@@ -425,13 +437,23 @@ def bench_eval(args: EvalBenchArguments) -> dict:
     problems = make_arithmetic_dataset("test", args.problems, seed=0)
     tokenizer = train_bpe_tokenizer([text, *problems["question"], *problems["answer"]], vocab_size=2048)
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=4, n_head=4, n_embd=256, n_positions=512, vocab_size=len(tokenizer))
+    config = GPT2Config(
+        n_layer=4,
+        n_head=4,
+        n_embd=256,
+        n_positions=512,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = gpt2_to_gpt(GPT2LMHeadModel(config)).eval()
     context = config.n_positions
     token_ids = [tokenizer.eos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def batched():
-        return perplexity_of_texts(model, tokenizer, [text], batch_size=args.batch_size, show_progress=False)
+        return perplexity_of_texts(
+            model, tokenizer, [text], batch_size=args.perplexity_batch_size, show_progress=False
+        )
 
     if abs(batched().perplexity - naive_perplexity(model, token_ids, context)) > 1e-3 * batched().perplexity:
         raise RuntimeError("Batched and naive perplexity disagree; the benchmark would be meaningless.")
@@ -444,7 +466,7 @@ def bench_eval(args: EvalBenchArguments) -> dict:
             model, tokenizer, rows, num_fewshot=0, batch_size=batch_size, max_new_tokens=64, show_progress=False
         )
 
-    gsm8k = side_by_side(lambda: answers(args.batch_size), lambda: answers(1), max(1, args.trials - 1), warmup=0)
+    gsm8k = side_by_side(lambda: answers(args.gsm8k_batch_size), lambda: answers(1), max(1, args.trials - 1), warmup=0)
     return {
         "setup": f"GPT 4L 4H 256C, context {context}, BPE vocabulary {len(tokenizer)}, "
         f"{len(token_ids) - 1:,} tokens of {Path(args.text_file).name}, {args.problems} problems",

@@ -49,7 +49,7 @@ class DemoSizes:
 
 
 FULL = DemoSizes(6000, 800, 2000, 200, 1000, 150, 512, 30, 200)
-QUICK = DemoSizes(600, 60, 200, 20, 120, 15, 32, 3, 24)
+QUICK = DemoSizes(1000, 150, 200, 20, 120, 15, 32, 3, 24)
 
 
 def run_stage(folder: Path, run) -> dict:

@@ -28,13 +28,18 @@ def tokenize_texts(
     )
 
 
-def pack_blocks(tokenized: datasets.Dataset, block_size: int, *, num_proc: int | None = None) -> datasets.Dataset:
-    """Concatenate token ids and cut them into `block_size` blocks with labels; the ragged tail is dropped."""
+def pack_blocks(
+    tokenized: datasets.Dataset, block_size: int, *, stride: int | None = None, num_proc: int | None = None
+) -> datasets.Dataset:
+    """Concatenate token ids and cut them into `block_size` blocks with labels; the ragged tail is dropped.
+
+    `stride` < `block_size` starts a block every `stride` tokens (overlapping blocks), so a small corpus offers many
+    more distinct windows, as nanoGPT's random offsets do."""
+    stride = stride or block_size
 
     def pack(batch):
         stream = [token for row in batch["input_ids"] for token in row]
-        usable = len(stream) - len(stream) % block_size
-        blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
+        blocks = [stream[i : i + block_size] for i in range(0, len(stream) - block_size + 1, stride)]
         return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
 
     # Large map batches keep the dropped tails negligible; a single-document corpus is one batch.
@@ -48,10 +53,12 @@ def pack_for_language_modeling(
     block_size: int,
     *,
     validation_fraction: float = 0.1,
+    train_stride: int | None = None,
     num_proc: int | None = None,
 ) -> datasets.DatasetDict:
     """Train/validation blocks. Without a validation split (a single document such as Tiny Shakespeare), the last
-    `validation_fraction` of the token stream is held out, as nanoGPT does."""
+    `validation_fraction` of the token stream is held out, as nanoGPT does. Training blocks may overlap
+    (`train_stride`); validation blocks never do, so every validation token is scored once."""
     tokenized = datasets.DatasetDict(
         {name: tokenize_texts(split, tokenizer, text_column, num_proc=num_proc) for name, split in splits.items()}
     )
@@ -62,7 +69,12 @@ def pack_for_language_modeling(
             train=datasets.Dataset.from_dict({"input_ids": [stream[:cut]]}),
             validation=datasets.Dataset.from_dict({"input_ids": [stream[cut:]]}),
         )
-    packed = datasets.DatasetDict({name: pack_blocks(split, block_size) for name, split in tokenized.items()})
+    packed = datasets.DatasetDict(
+        {
+            name: pack_blocks(split, block_size, stride=train_stride if name == "train" else None)
+            for name, split in tokenized.items()
+        }
+    )
     for name, split in packed.items():
         if len(split) == 0:
             tokens = sum(len(row) for row in tokenized[name]["input_ids"])

@@ -178,7 +178,9 @@ def score_windows(
             scored = slice(length - window.num_scored, length)
             targets[row, scored] = torch.tensor(tokens[window.start + 1 : window.end + 1][scored])
 
-        logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
+        # Without padding, no mask: attention then takes its causal fast path instead of a materialised mask.
+        mask = attention_mask.to(model.device) if not attention_mask.all() else None
+        logits = model(input_ids=input_ids.to(model.device), attention_mask=mask).logits
         logits = logits[:, -width:]  # a soft prompt (prompt tuning) adds positions before the input
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision -> fp32, fp64 stays
         token_nll = torch.nn.functional.cross_entropy(

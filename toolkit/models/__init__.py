@@ -8,7 +8,7 @@ from transformers import (
 )
 
 from .configuration_gpt import PRESETS, GPTConfig
-from .convert import gpt2_config_to_gpt, gpt2_to_gpt, gpt_to_gpt2, load_gpt2_as_gpt
+from .convert import gpt2_config_to_gpt, gpt2_to_gpt, gpt_config_to_gpt2, gpt_to_gpt2, load_gpt2_as_gpt
 from .modeling_gpt import GPTForCausalLM, GPTForSequenceClassification, GPTModel, GPTPreTrainedModel
 
 AutoConfig.register(GPTConfig.model_type, GPTConfig, exist_ok=True)
@@ -31,6 +31,7 @@ __all__ = [
     "GPTForCausalLM",
     "GPTForSequenceClassification",
     "gpt2_config_to_gpt",
+    "gpt_config_to_gpt2",
     "gpt2_to_gpt",
     "gpt_to_gpt2",
     "load_gpt2_as_gpt",

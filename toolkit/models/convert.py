@@ -41,7 +41,8 @@ def gpt2_config_to_gpt(config: GPT2Config, **overrides) -> GPTConfig:
     return GPTConfig(**{**fields, **overrides})
 
 
-def _gpt_to_gpt2_config(config: GPTConfig) -> GPT2Config:
+def gpt_config_to_gpt2(config: GPTConfig) -> GPT2Config:
+    """A GPT-2 config with the same shape and numerics as our config."""
     if not config.bias:
         raise ValueError("GPT-2 has biases everywhere; a GPT built with bias=False cannot be converted to GPT-2.")
     return GPT2Config(
@@ -130,7 +131,7 @@ def gpt2_to_gpt(gpt2: GPT2LMHeadModel, **config_overrides) -> GPTForCausalLM:
 
 def gpt_to_gpt2(model: GPTForCausalLM) -> GPT2LMHeadModel:
     """A `GPT2LMHeadModel` holding exactly the weights of our `model`."""
-    gpt2 = GPT2LMHeadModel(_gpt_to_gpt2_config(model.config)).to(model.dtype)
+    gpt2 = GPT2LMHeadModel(gpt_config_to_gpt2(model.config)).to(model.dtype)
     state = _gpt_state_to_gpt2({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config.n_layer)
     return _load_exact(gpt2, state).eval() if not model.training else _load_exact(gpt2, state)
 

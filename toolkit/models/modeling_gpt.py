@@ -60,12 +60,20 @@ class GPTAttention(nn.Module):
         self.o_proj.is_residual_projection = True
         self.resid_dropout = nn.Dropout(config.dropout)
 
+    def project_qkv(self, hidden_states):
+        """q, k, v (B, T, C) each. While the three projections are plain Linear layers they run as one matmul, as
+        GPT-2's fused c_attn does (faster); once PEFT or anything else replaces one, each runs as its own module."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if any(type(p) is not nn.Linear for p in projections):
+            return tuple(p(hidden_states) for p in projections)
+        weight = torch.cat([p.weight for p in projections])  # (3C, C)
+        bias = torch.cat([p.bias for p in projections]) if self.q_proj.bias is not None else None
+        return nn.functional.linear(hidden_states, weight, bias).split(self.q_proj.out_features, dim=-1)
+
     def forward(self, hidden_states, attention_mask=None, cache: Cache | None = None, **kwargs):
-        B, T, _ = hidden_states.shape
+        B, T, C = hidden_states.shape
         heads = (B, T, self.num_heads, self.head_dim)
-        q = self.q_proj(hidden_states).view(heads).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(hidden_states).view(heads).transpose(1, 2)  # (B, H, T, D)
-        v = self.v_proj(hidden_states).view(heads).transpose(1, 2)  # (B, H, T, D)
+        q, k, v = (x.view(heads).transpose(1, 2) for x in self.project_qkv(hidden_states))  # 3 x (B, H, T, D)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, H, S, D): cached keys/values followed by the new ones
 
@@ -90,7 +98,9 @@ class GPTMLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
-        self.act = ACT2FN[config.hidden_act]
+        # gelu_new is GPT-2's tanh approximation written out in Python; PyTorch's tanh GELU is the same function in
+        # one fused kernel (equal to ~1e-7), and much faster.
+        self.act = ACT2FN["gelu_pytorch_tanh" if config.hidden_act == "gelu_new" else config.hidden_act]
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.down_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.dropout)

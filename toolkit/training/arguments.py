@@ -68,6 +68,13 @@ class DataArguments:
     )
     completion_column: str | None = field(default=None, metadata={"help": "Column holding completions."})
     block_size: int = field(default=128, metadata={"help": "Tokens per training sequence."})
+    block_stride: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pretraining: start a training block every N tokens (overlapping blocks, like nanoGPT's random "
+            "offsets). None: block_size (no overlap)."
+        },
+    )
     text_sample_by: str = field(
         default="document", metadata={"help": "Plain-text files: one row per 'document', 'paragraph' or 'line'."}
     )

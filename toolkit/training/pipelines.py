@@ -30,6 +30,7 @@ def pretrain(
             data_args.text_column,
             data_args.block_size,
             validation_fraction=data_args.validation_fraction,
+            train_stride=data_args.block_stride,
             num_proc=data_args.preprocessing_num_workers,
         )
     if training_args.process_index == 0:

@@ -3,11 +3,11 @@
 from collections.abc import Iterable
 
 import datasets
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data import load_raw, require_columns, select_first, train_validation_splits
 from ..loading import load_tokenizer, model_context_length
-from ..models import GPTConfig, GPTForCausalLM
+from ..models import GPTConfig, GPTForCausalLM, gpt_config_to_gpt2
 from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
 from .arguments import DataArguments, ModelArguments
 
@@ -95,21 +95,7 @@ def build_model(args: ModelArguments, tokenizer: PreTrainedTokenizerBase, block_
         if args.architecture == "gpt":
             model = GPTForCausalLM._from_config(config, **attn)
         else:
-            gpt2_config = GPT2Config(
-                vocab_size=config.vocab_size,
-                n_positions=config.max_position_embeddings,
-                n_embd=config.hidden_size,
-                n_layer=config.num_hidden_layers,
-                n_head=config.num_attention_heads,
-                resid_pdrop=config.dropout,
-                embd_pdrop=config.dropout,
-                attn_pdrop=config.attention_dropout,
-                activation_function=config.hidden_act,
-                bos_token_id=config.bos_token_id,
-                eos_token_id=config.eos_token_id,
-                pad_token_id=config.pad_token_id,
-            )
-            model = GPT2LMHeadModel._from_config(gpt2_config, **attn)
+            model = GPT2LMHeadModel._from_config(gpt_config_to_gpt2(config), **attn)
     check_tokenizer_fits(tokenizer, model.config)
     check_block_size(model, block_size)
     if model.config.pad_token_id is None:

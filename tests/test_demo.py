@@ -1,0 +1,75 @@
+"""`toolkit demo --quick`: every stage runs on CPU, shows its gain, and a rerun resumes instead of starting over."""
+
+import json
+import math
+
+import pytest
+
+from toolkit.demo import EVALUATED, STAGE_FILE, DemoArguments, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("demo")
+    return output_dir, run_demo(DemoArguments(output_dir=str(output_dir), quick=True))
+
+
+def eval_losses(folder):
+    history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
+    return [row["eval_loss"] for row in history if "eval_loss" in row]
+
+
+def test_pretraining_beats_a_uniform_guess(demo):
+    output_dir, stages = demo
+    vocabulary = json.loads((output_dir / "pretrain" / "config.json").read_text())["vocab_size"]
+    assert stages["pretrain"]["metrics"]["eval_perplexity"] < vocabulary / 4
+
+
+@pytest.mark.parametrize("method", ["sft-full", "sft-lora", "sft-prompt"])
+def test_each_fine_tuning_method_lowers_its_validation_loss(demo, method):
+    output_dir, _ = demo
+    losses = eval_losses(output_dir / method)
+    assert len(losses) >= 3
+    assert losses[-1] < losses[0]
+
+
+def test_fine_tuned_solutions_are_closer_to_the_references(demo):
+    _, stages = demo
+    scores = stages["evaluate"]["metrics"]
+    assert scores["sft-full/bleu"]["bleu"] > scores["pretrained/bleu"]["bleu"]
+    assert scores["sft-lora/bleu"]["bleu"] > scores["pretrained/bleu"]["bleu"]
+
+
+def test_reward_model_and_ppo_ran_with_their_invariants(demo):
+    output_dir, stages = demo
+    reward = stages["reward"]["metrics"]
+    assert reward["heldout_num_pairs"] > 0 and 0 <= reward["heldout_accuracy"] <= 1
+    ppo = stages["ppo"]["metrics"]
+    assert ppo["first"]["objective/kl"] == 0.0  # the first rollout comes from the reference weights
+    assert ppo["steps"] == 3
+    adapter = json.loads((output_dir / "ppo" / "policy" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"].endswith("sft-merged")
+
+
+def test_report_shows_every_stage_with_its_gain(demo):
+    output_dir, stages = demo
+    report = (output_dir / "report.md").read_text()
+    for name in EVALUATED:
+        assert f"| {name} |" in report
+    assert report.count("(+") + report.count("(-") >= 4 * (len(EVALUATED) - 1)
+    assert (output_dir / "evaluate" / "results.png").stat().st_size > 10_000
+    scores = stages["evaluate"]["metrics"]
+    assert all(math.isfinite(scores[f"{name}/perplexity"]["perplexity"]) for name in EVALUATED)
+
+
+def test_rerun_skips_finished_stages_and_redoes_only_the_interrupted_one(demo, capsys):
+    output_dir, stages = demo
+    (output_dir / "evaluate" / STAGE_FILE).unlink()
+    capsys.readouterr()
+    rerun = run_demo(DemoArguments(output_dir=str(output_dir), quick=True))
+    out = capsys.readouterr().out
+    for name in ("pretrain", "sft-full", "sft-lora", "sft-prompt", "reward", "ppo"):
+        assert f"[demo] {name}: done already, skipping" in out
+        assert rerun[name] == stages[name]
+    assert "[demo] evaluate: starting" in out
+    assert rerun["evaluate"]["metrics"] == stages["evaluate"]["metrics"]  # same models, same greedy outputs
