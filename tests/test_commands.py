@@ -12,6 +12,7 @@ from trl import TrlParser
 
 from recipes_loader import REPO, load_recipe
 from toolkit.bench import BENCHMARKS
+from toolkit.demo import DemoArguments
 from toolkit.generation import GenerateArguments
 from toolkit.hub import parse_arguments as parse_push_arguments
 
@@ -65,6 +66,8 @@ def check_toolkit_command(command: str) -> None:
     assert words[0] == "toolkit", command
     if words[1] == "generate":
         TrlParser(GenerateArguments).parse_args_and_config(words[2:])
+    elif words[1] == "demo":
+        TrlParser(DemoArguments).parse_args_and_config(words[2:])
     elif words[1] == "push":
         parse_push_arguments(words[2:])
     elif words[1] == "bench":

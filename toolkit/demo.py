@@ -234,7 +234,12 @@ def stage_evaluate(folder: Path, models: dict[str, Path], sizes: DemoSizes, seed
     return run_stage(folder, run)
 
 
-HEADLINES = (("perplexity", "perplexity"), ("gsm8k", "strict_match"), ("gsm8k", "flexible_extract"), ("bleu", "bleu"))
+HEADLINES = {
+    ("perplexity", "perplexity"): "perplexity (lower is better)",
+    ("gsm8k", "strict_match"): "exact match, strict",
+    ("gsm8k", "flexible_extract"): "exact match, flexible",
+    ("bleu", "bleu"): "BLEU of the solutions",
+}
 
 
 def write_report(output_dir: Path, stages: dict[str, dict], sizes: DemoSizes) -> Path:
@@ -246,7 +251,7 @@ def write_report(output_dir: Path, stages: dict[str, dict], sizes: DemoSizes) ->
         f"Built-in GSM8K-style arithmetic (difficulty {DIFFICULTY}), {sizes.eval_problems} held-out test problems, "
         "0-shot greedy answers; perplexity of the held-out problems (question + worked solution).",
         "",
-        "| stage | " + " | ".join(f"{task} {metric}" for task, metric in HEADLINES) + " |",
+        "| stage | " + " | ".join(HEADLINES.values()) + " |",
         "|---|" + "---:|" * len(HEADLINES),
     ]
     for name in EVALUATED:
@@ -260,7 +265,7 @@ def write_report(output_dir: Path, stages: dict[str, dict], sizes: DemoSizes) ->
     ppo = stages["ppo"]["metrics"]
     lines += [
         "",
-        "Gains in parentheses are against the pretrained model (lower perplexity is better).",
+        "Gains in parentheses are against the pretrained model.",
         "",
         "- Reward model (correct vs corrupted solutions): held-out pairwise accuracy "
         f"{reward['heldout_accuracy']:.3f}, mean margin {reward['heldout_margin']:.3f} over "
