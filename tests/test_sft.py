@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
@@ -145,3 +146,15 @@ def test_block_size_over_context_with_soft_prompt(base_dir, tmp_path):
 def test_unknown_method(base_dir, tmp_path):
     with pytest.raises(ValueError, match="Unknown method 'qlora'"):
         run_sft(base_dir, tmp_path / "q", "--method", "qlora")
+
+
+def test_finished_run_is_staged_for_the_hub(base_dir, tmp_path):
+    output_dir = tmp_path / "pushed"
+    run_sft(base_dir, output_dir, "--push_repo_id", "alice/tiny-lora", "--push_dry_run", "true")
+    staged = output_dir / "hub-upload"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "tokenizer.json"} <= {
+        p.name for p in staged.iterdir()
+    }
+    card = ModelCard.load(staged / "README.md")
+    assert "lora" in card.data.tags
+    assert card.data.datasets == ["arithmetic"]

@@ -11,6 +11,7 @@ from trl import RewardConfig
 from ..adapters import apply_lora, describe_parameters
 from ..loading import load_causal_lm, load_tokenizer, model_context_length
 from ..training import AdapterArguments, RunArguments, check_output_dir, resolve_checkpoint, train_and_save
+from ..training.trainer import push_finished_run
 from .arguments import (
     PPOScriptArguments,
     PreferenceDataArguments,
@@ -60,7 +61,9 @@ def train_reward_model(
         scores = evaluate_reward_model(trainer.model, tokenizer, splits["validation"], max_length=config.max_length)
         return {f"heldout_{name}": value for name, value in scores.items()}
 
-    return train_and_save(trainer, config, plot=run_args.plot, after_training=held_out)
+    metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out)
+    push_finished_run(run_args, config.output_dir, metrics, base_model=model_args.model_name_or_path)
+    return metrics
 
 
 def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output_dir: str) -> PreTrainedModel:
@@ -121,4 +124,5 @@ def run_ppo(
     if trainer.accelerator.is_main_process:
         summary = {"steps": len(history), "first": history[0], "last": history[-1]}
         Path(config.output_dir, "metrics.json").write_text(json.dumps(summary, indent=2))
+    push_finished_run(run_args, config.output_dir, {}, base_model=args.policy_name_or_path)
     return history

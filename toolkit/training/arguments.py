@@ -121,3 +121,15 @@ class RunArguments:
         default=False, metadata={"help": "Allow writing into an output_dir that already holds another run."}
     )
     plot: bool = field(default=True, metadata={"help": "Save loss/perplexity curves as PNG in output_dir."})
+    push_repo_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "After a finished run, upload output_dir to this Hub repo (<user>/<name>) with a model card, as "
+            "`toolkit push` does. Trainer's own push_to_hub pushes at every save instead."
+        },
+    )
+    push_private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    push_dry_run: bool = field(
+        default=False,
+        metadata={"help": "Write the folder that would be uploaded (output_dir/hub-upload); send nothing."},
+    )

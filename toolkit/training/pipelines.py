@@ -9,7 +9,7 @@ from ..data import pack_for_language_modeling, tokenize_for_fine_tuning
 from ..loading import model_context_length
 from .arguments import AdapterArguments, DataArguments, ModelArguments, RunArguments
 from .setup import build_model, build_tokenizer, load_training_splits
-from .trainer import ToolkitTrainer, check_output_dir, train_and_save
+from .trainer import ToolkitTrainer, check_output_dir, push_finished_run, train_and_save
 
 
 def pretrain(
@@ -45,7 +45,9 @@ def pretrain(
         eval_dataset=blocks["validation"],
         processing_class=tokenizer,
     )
-    return train_and_save(trainer, training_args, plot=run_args.plot, tokens_per_sample=data_args.block_size)
+    metrics = train_and_save(trainer, training_args, plot=run_args.plot, tokens_per_sample=data_args.block_size)
+    push_finished_run(run_args, training_args.output_dir, metrics, datasets=[data_args.dataset], method="pretrain")
+    return metrics
 
 
 def adapt(
@@ -133,4 +135,11 @@ def fine_tune(
             merged_dir = Path(training_args.output_dir) / "merged"
             model.merge_and_unload().save_pretrained(merged_dir)
             tokenizer.save_pretrained(merged_dir)
+    push_finished_run(
+        run_args,
+        training_args.output_dir,
+        metrics,
+        base_model=model_args.model_name_or_path,
+        datasets=[data_args.dataset],
+    )
     return metrics

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..plotting import plot_training_curves
+from .arguments import RunArguments
 
 CURVES_FILE = "training_curves.png"
 METRICS_FILE = "metrics.json"
@@ -190,3 +192,14 @@ def train_and_save(
         if plot:
             curves.draw(args, trainer.state)
     return metrics
+
+
+def push_finished_run(run_args: RunArguments, output_dir: str, metrics: dict, **card) -> None:
+    """Upload a finished run when `push_repo_id` is set (main process only; a stopped run is not pushed)."""
+    if run_args.push_repo_id is None or "stopped_by" in metrics or not PartialState().is_main_process:
+        return
+    from ..hub import push_folder
+
+    push_folder(
+        output_dir, run_args.push_repo_id, private=run_args.push_private, dry_run=run_args.push_dry_run, **card
+    )
