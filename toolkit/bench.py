@@ -254,16 +254,8 @@ def first_at_or_below(evals: dict[int, float], target: float) -> int | None:
 
 def bench_pretrain(args: PretrainBenchArguments) -> dict:
     """The pretraining recipe's Trainer vs a bare PyTorch loop: same model init, data, optimizer and schedule."""
-    from .data import pack_for_language_modeling
-    from .training import (
-        DataArguments,
-        ModelArguments,
-        RunArguments,
-        ToolkitTrainer,
-        build_model,
-        build_tokenizer,
-        load_training_splits,
-    )
+    from .training import DataArguments, ModelArguments, RunArguments, ToolkitTrainer
+    from .training.pipelines import prepare_pretraining
 
     with tempfile.TemporaryDirectory() as output_dir:
         overrides = ["--dataset", args.dataset, "--output_dir", output_dir, "--max_steps", str(args.max_steps)]
@@ -272,18 +264,7 @@ def bench_pretrain(args: PretrainBenchArguments) -> dict:
         model_args, data_args, _, training_args = parser.parse_args_and_config(
             ["--config", args.recipe_config, *overrides]
         )
-        splits = load_training_splits(data_args, training_args.seed)
-        tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
-        blocks = pack_for_language_modeling(
-            splits,
-            tokenizer,
-            data_args.text_column,
-            data_args.block_size,
-            validation_fraction=data_args.validation_fraction,
-            train_stride=data_args.block_stride,
-        )
-        torch.manual_seed(training_args.seed)
-        trainer_model = build_model(model_args, tokenizer, data_args.block_size)
+        tokenizer, trainer_model, blocks = prepare_pretraining(model_args, data_args, training_args)
         bare_model = copy.deepcopy(trainer_model)
 
         timer = StepTimes()

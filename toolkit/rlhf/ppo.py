@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
+from ..loading import model_context_length
 from .modeling import (
     PolicyAndValueModel,
     check_tokenizers_match,
@@ -205,10 +206,6 @@ def response_logprobs(
     return logprobs_from_logits(logits / temperature, input_ids[:, query_length:])
 
 
-def context_length(model: torch.nn.Module) -> int | None:
-    return getattr(unwrap_peft(model).config.get_text_config(), "max_position_embeddings", None)
-
-
 @dataclass
 class TrainerState:
     """What a checkpoint needs besides weights, optimizer and scheduler: the step and the metrics so far."""
@@ -368,7 +365,7 @@ class PPOTrainer:
         longest = max(range(len(self.prompt_ids)), key=lambda index: len(self.prompt_ids[index]))
         needed = len(self.prompt_ids[longest]) + self.config.max_new_tokens
         for name, model in named_models:
-            limit = context_length(model) if model is not None else None
+            limit = model_context_length(unwrap_peft(model)) if model is not None else None
             if limit is not None and needed > limit:
                 raise ValueError(
                     f"Prompt {longest} has {len(self.prompt_ids[longest])} tokens; with max_new_tokens="

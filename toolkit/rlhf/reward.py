@@ -20,8 +20,8 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
+from ..loading import model_context_length
 from .modeling import disable_dropout, sequence_scores, unwrap_peft
-from .ppo import context_length
 
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
 
@@ -247,7 +247,7 @@ def evaluate_reward_model(
     chosen_score / rejected_score (means), num_pairs and num_skipped.
     """
     eos = tokenizer.eos_token or ""
-    max_length = max_length or context_length(model)
+    max_length = max_length or model_context_length(unwrap_peft(model))
     prompts = dataset["prompt"] if "prompt" in dataset.column_names else [""] * len(dataset)
 
     def with_eos(text: str) -> str:

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from transformers import DataCollatorForSeq2Seq, PreTrainedModel, TrainingArguments, set_seed
+import datasets
+from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments, set_seed
 
 from ..adapters import METHODS, apply_lora, apply_prompt_tuning, describe_parameters, parameter_counts
 from ..data import pack_for_language_modeling, tokenize_for_fine_tuning
@@ -12,13 +13,10 @@ from .setup import build_model, build_tokenizer, load_training_splits
 from .trainer import ToolkitTrainer, check_output_dir, push_finished_run, train_and_save
 
 
-def pretrain(
-    model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, training_args: TrainingArguments
-) -> dict:
-    """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
-    check_output_dir(
-        training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
-    )
+def prepare_pretraining(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, datasets.DatasetDict]:
+    """Tokenizer, fresh model and packed train/validation blocks of a pretraining run (seeded)."""
     set_seed(training_args.seed)
     splits = load_training_splits(data_args, training_args.seed)
     tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
@@ -33,6 +31,17 @@ def pretrain(
             train_stride=data_args.block_stride,
             num_proc=data_args.preprocessing_num_workers,
         )
+    return tokenizer, model, blocks
+
+
+def pretrain(
+    model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, training_args: TrainingArguments
+) -> dict:
+    """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
+    check_output_dir(
+        training_args.output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    )
+    tokenizer, model, blocks = prepare_pretraining(model_args, data_args, training_args)
     if training_args.process_index == 0:
         print(
             f"{model.__class__.__name__}: {model.num_parameters():,} parameters, vocabulary {len(tokenizer)}, "
