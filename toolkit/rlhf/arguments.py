@@ -45,10 +45,12 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
         pairs = load_preference_jsonl(args.dataset, explicit_prompt=args.explicit_prompt)
     else:
         pairs = datasets.load_dataset(args.dataset, args.dataset_config, split="train")
-    if args.max_train_samples is not None:
-        pairs = pairs.select(range(min(len(pairs), args.max_train_samples)))
     held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=seed)
-    return datasets.DatasetDict(train=held_out["train"], validation=held_out["test"])
+    train = held_out["train"]
+    # Capped after the split, so the held-out pairs are the same with or without the cap.
+    if args.max_train_samples is not None:
+        train = train.select(range(min(len(train), args.max_train_samples)))
+    return datasets.DatasetDict(train=train, validation=held_out["test"])
 
 
 @dataclass

@@ -232,6 +232,18 @@ def reward_scores(
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% for z=1.96); unlike p ± z·se it stays inside [0, 1]
+    and keeps its coverage for small samples and proportions near 0 or 1."""
+    if trials <= 0:
+        raise ValueError(f"A proportion needs at least one trial, got {trials}.")
+    share = successes / trials
+    denominator = 1 + z**2 / trials
+    centre = (share + z**2 / (2 * trials)) / denominator
+    half_width = z * math.sqrt(share * (1 - share) / trials + z**2 / (4 * trials**2)) / denominator
+    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+
+
 def evaluate_reward_model(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -243,8 +255,11 @@ def evaluate_reward_model(
 
     Texts are built as the RewardTrainer trains on them: prompt + answer + EOS. Pairs with a side longer than
     `max_length` tokens (default: the model's context) are skipped and counted in `num_skipped`.
-    Returns accuracy (share of pairs with score(chosen) > score(rejected)), margin (mean score difference),
-    chosen_score / rejected_score (means), num_pairs and num_skipped.
+    Returns accuracy (share of pairs with score(chosen) > score(rejected)) with its 95% Wilson interval
+    (accuracy_ci_low, accuracy_ci_high), margin (mean score difference), chosen_score / rejected_score (means),
+    num_pairs, num_skipped, and the accuracy of two length-only rules on the same pairs, shorter_wins_accuracy and
+    longer_wins_accuracy (the side with fewer / more tokens is chosen; ties are misses): a reward model that does not
+    beat them may have learned length alone.
     """
     eos = tokenizer.eos_token or ""
     max_length = max_length or model_context_length(unwrap_peft(model))
@@ -255,12 +270,12 @@ def evaluate_reward_model(
 
     chosen = [with_eos(prompt + answer) for prompt, answer in zip(prompts, dataset["chosen"])]
     rejected = [with_eos(prompt + answer) for prompt, answer in zip(prompts, dataset["rejected"])]
-    if max_length is not None:
-        lengths = [
-            max(len(a), len(b)) for a, b in zip(tokenizer(chosen)["input_ids"], tokenizer(rejected)["input_ids"])
-        ]
-        keep = [index for index, length in enumerate(lengths) if length <= max_length]
-        chosen, rejected = [chosen[index] for index in keep], [rejected[index] for index in keep]
+    lengths = [
+        (len(a), len(b)) for a, b in zip(tokenizer(chosen)["input_ids"], tokenizer(rejected)["input_ids"], strict=True)
+    ]
+    keep = [index for index, pair in enumerate(lengths) if max_length is None or max(pair) <= max_length]
+    chosen, rejected = [chosen[index] for index in keep], [rejected[index] for index in keep]
+    lengths = torch.tensor([lengths[index] for index in keep]).reshape(-1, 2)
     num_skipped = len(dataset) - len(chosen)
     if not chosen:
         raise ValueError(f"All {len(dataset)} pairs are longer than max_length={max_length} tokens.")
@@ -270,13 +285,19 @@ def evaluate_reward_model(
     chosen_scores = reward_scores(model, tokenizer, chosen, batch_size)
     rejected_scores = reward_scores(model, tokenizer, rejected, batch_size)
     model.train(was_training)
+    correct = int((chosen_scores > rejected_scores).sum())
+    low, high = wilson_interval(correct, len(chosen))
     return {
-        "accuracy": (chosen_scores > rejected_scores).float().mean().item(),
+        "accuracy": correct / len(chosen),
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
         "margin": (chosen_scores - rejected_scores).mean().item(),
         "chosen_score": chosen_scores.mean().item(),
         "rejected_score": rejected_scores.mean().item(),
         "num_pairs": len(chosen),
         "num_skipped": num_skipped,
+        "shorter_wins_accuracy": (lengths[:, 0] < lengths[:, 1]).float().mean().item(),
+        "longer_wins_accuracy": (lengths[:, 0] > lengths[:, 1]).float().mean().item(),
     }
 
 
@@ -292,5 +313,6 @@ __all__ = [
     "load_reward_model",
     "make_reward_trainer",
     "reward_scores",
+    "wilson_interval",
     "evaluate_reward_model",
 ]
