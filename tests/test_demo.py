@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from toolkit.demo import EVALUATED, STAGE_FILE, DemoArguments, run_demo
+from toolkit.demo import EVALUATED, FULL, QUICK, STAGE_FILE, DemoArguments, demo_sizes, run_demo
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,16 @@ def test_rerun_skips_finished_stages_and_redoes_only_the_interrupted_one(demo, c
         assert rerun[name] == stages[name]
     assert "[demo] evaluate: starting" in out
     assert rerun["evaluate"]["metrics"] == stages["evaluate"]["metrics"]  # same models, same greedy outputs
+
+
+def test_command_line_sets_difficulty_and_pretraining_size():
+    assert demo_sizes(DemoArguments(quick=True)) == QUICK
+    sizes = demo_sizes(DemoArguments(difficulty=[1], pretrain_problems=40000, pretrain_steps=2400))
+    assert (sizes.difficulty, sizes.pretrain_problems, sizes.pretrain_steps) == ((1,), 40000, 2400)
+    assert (sizes.sft_steps, sizes.reward_steps, sizes.ppo_steps) == (
+        FULL.sft_steps,
+        FULL.reward_steps,
+        FULL.ppo_steps,
+    )
+    with pytest.raises(ValueError, match="--difficulty takes levels from"):
+        demo_sizes(DemoArguments(difficulty=[4]))

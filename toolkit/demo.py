@@ -6,6 +6,7 @@ PPO with the exact-match reward -> evaluate every stage (perplexity, GSM8K-style
 running the demo again skips finished stages and resumes an interrupted one from its last checkpoint.
 """
 
+import dataclasses
 import json
 import sys
 import time
@@ -17,6 +18,7 @@ from transformers import TrainingArguments
 from trl import RewardConfig, TrlParser
 
 from .data import make_arithmetic_dataset
+from .data.synthetic import DIFFICULTIES
 from .evaluation.runner import RESULTS_CHART, EvalArguments, evaluate_models
 from .rlhf import PPOConfig
 from .rlhf.arguments import PPOScriptArguments, PreferenceDataArguments, RewardModelArguments
@@ -24,7 +26,6 @@ from .rlhf.pipelines import run_ppo, train_reward_model
 from .training import AdapterArguments, DataArguments, ModelArguments, RunArguments, fine_tune, pretrain
 
 STAGE_FILE = "stage.json"
-DIFFICULTY = [1, 2]
 
 
 @dataclass
@@ -33,6 +34,20 @@ class DemoArguments:
     quick: bool = field(default=False, metadata={"help": "A reduced run (about 2 minutes) for smoke tests."})
     restart: bool = field(default=False, metadata={"help": "Start over instead of resuming finished stages."})
     seed: int = field(default=0, metadata={"help": "Seed of the data and of every run."})
+    difficulty: list[int] | None = field(
+        default=None,
+        metadata={"help": "Calculation steps of the arithmetic problems (1-3); default 1 and 2."},
+    )
+    pretrain_problems: int | None = field(
+        default=None, metadata={"help": "Distinct problems in the pretraining corpus (default 6000; quick: 1000)."}
+    )
+    pretrain_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pretraining optimizer steps (default 800; quick: 150). About 2400 steps on 40000 level-1 "
+            "problems are needed before the model computes (about 11 minutes on 2 cores)."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,7 @@ class DemoSizes:
     ppo_prompts: int
     ppo_steps: int
     eval_problems: int
+    difficulty: tuple[int, ...] = (1, 2)
 
 
 FULL = DemoSizes(6000, 800, 2000, 200, 1000, 150, 512, 30, 200)
@@ -88,7 +104,7 @@ def training_arguments(folder: Path, steps: int, resume: bool, **overrides) -> d
 
 def pretrain_corpus(folder: Path, sizes: DemoSizes, seed: int) -> str:
     """Plain documents (question, then worked solution), without the Question:/Answer: format SFT teaches."""
-    problems = make_arithmetic_dataset("train", sizes.pretrain_problems, DIFFICULTY, seed)
+    problems = make_arithmetic_dataset("train", sizes.pretrain_problems, sizes.difficulty, seed)
     path = folder / "corpus.jsonl"
     folder.mkdir(parents=True, exist_ok=True)
     datasets.Dataset.from_dict(
@@ -135,7 +151,7 @@ def stage_sft(folder: Path, base: Path, adapter: AdapterArguments, learning_rate
             dataset="arithmetic",
             synthetic_train_size=sizes.sft_problems,
             synthetic_validation_size=100,
-            synthetic_difficulty=DIFFICULTY,
+            synthetic_difficulty=list(sizes.difficulty),
             prompt_column="prompt",
             completion_column="completion",
             block_size=256,
@@ -157,7 +173,7 @@ def stage_reward(folder: Path, base: Path, sizes: DemoSizes, seed: int) -> dict:
         data = PreferenceDataArguments(
             dataset="arithmetic",
             num_pairs=sizes.reward_pairs,
-            synthetic_difficulty=DIFFICULTY,
+            synthetic_difficulty=list(sizes.difficulty),
             validation_fraction=0.2,
         )
         config = RewardConfig(
@@ -182,7 +198,7 @@ def stage_ppo(folder: Path, policy: Path, sizes: DemoSizes, seed: int) -> dict:
             policy_name_or_path=str(policy),
             reward="exact_match",
             num_prompts=sizes.ppo_prompts,
-            synthetic_difficulty=DIFFICULTY,
+            synthetic_difficulty=list(sizes.difficulty),
             data_seed=seed,
             resume_from_checkpoint="latest" if resume else None,
         )
@@ -225,7 +241,7 @@ def stage_evaluate(folder: Path, models: dict[str, Path], sizes: DemoSizes, seed
             gsm8k_max_new_tokens=96,
             bleu_max_new_tokens=96,
             synthetic_size=sizes.eval_problems,
-            synthetic_difficulty=DIFFICULTY,
+            synthetic_difficulty=list(sizes.difficulty),
             synthetic_seed=seed,
         )
         report = evaluate_models(args)
@@ -248,8 +264,8 @@ def write_report(output_dir: Path, stages: dict[str, dict], sizes: DemoSizes) ->
     lines = [
         "# toolkit demo report",
         "",
-        f"Built-in GSM8K-style arithmetic (difficulty {DIFFICULTY}), {sizes.eval_problems} held-out test problems, "
-        "0-shot greedy answers; perplexity of the held-out problems (question + worked solution).",
+        f"Built-in GSM8K-style arithmetic (difficulty {list(sizes.difficulty)}), {sizes.eval_problems} held-out test "
+        "problems, 0-shot greedy answers; perplexity of the held-out problems (question + worked solution).",
         "",
         "| stage | " + " | ".join(HEADLINES.values()) + " |",
         "|---|" + "---:|" * len(HEADLINES),
@@ -289,13 +305,27 @@ def write_report(output_dir: Path, stages: dict[str, dict], sizes: DemoSizes) ->
     return path
 
 
+def demo_sizes(args: DemoArguments) -> DemoSizes:
+    """The full or quick plan, with the problem difficulty and pretraining size the command line overrides."""
+    if args.difficulty is not None and (not args.difficulty or set(args.difficulty) - set(DIFFICULTIES)):
+        raise ValueError(f"--difficulty takes levels from {list(DIFFICULTIES)}, got {args.difficulty}.")
+    overrides = {
+        "difficulty": tuple(args.difficulty) if args.difficulty else None,
+        "pretrain_problems": args.pretrain_problems,
+        "pretrain_steps": args.pretrain_steps,
+    }
+    return dataclasses.replace(
+        QUICK if args.quick else FULL, **{name: value for name, value in overrides.items() if value is not None}
+    )
+
+
 def run_demo(args: DemoArguments) -> dict[str, dict]:
     """Every stage in order (skipping finished ones unless `restart`); returns each stage's record."""
     output_dir = Path(args.output_dir)
     if args.restart:
         for marker in output_dir.glob(f"*/{STAGE_FILE}"):
             marker.unlink()
-    sizes = QUICK if args.quick else FULL
+    sizes = demo_sizes(args)
     seed = args.seed
     stages = {"pretrain": stage_pretrain(output_dir / "pretrain", sizes, seed)}
     base = output_dir / "pretrain"
