@@ -20,7 +20,8 @@ def test_tiny_config_runs_and_reports_speed_and_memory(tmp_path, capsys):
     ours = results["ours"]
     assert ours["episodes_per_s"] > 0
     assert len(ours["runs"]) == 1 and len(ours["runs"][0]["step_seconds"]) == 1  # the warm-up step is left out
-    assert 0 < ours["memory_growth_mib"] <= ours["peak_memory_mib"]
+    # Peak RSS counts the imports too; a tiny run may not climb above them, so its growth can be 0.
+    assert ours["peak_memory_mib"] > 0 and 0 <= ours["memory_growth_mib"] <= ours["peak_memory_mib"]
     assert "trl" not in results and "gpt2_small" not in results
     printed = capsys.readouterr().out
     assert "ours (toolkit.rlhf.PPOTrainer)" in printed
