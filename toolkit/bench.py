@@ -345,39 +345,36 @@ class MemoryBenchArguments:
     output: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
 
 
-def peak_memory_of_training(method: str, args: MemoryBenchArguments, results) -> None:
-    """In a fresh process: a GPT-2-small-shaped model, `steps` AdamW steps, then the process's peak RSS."""
-    import resource
+def in_fresh_process(function: Callable[[dict], dict], spec: dict) -> dict:
+    """function(spec) in a new process, so its peak memory is its own (exceptions come back here)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, spec).result()
 
+
+def peak_memory_of_training(spec: dict) -> dict:
+    """A GPT-2-small-shaped model, `steps` AdamW steps, then the process's peak RSS (run it in a fresh process)."""
     from .adapters import apply_lora, parameter_counts
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)).train()
-    if method == "lora":
-        model = apply_lora(model, r=args.lora_r, dropout=0.0)
+    if spec["method"] == "lora":
+        model = apply_lora(model, r=spec["lora_r"], dropout=0.0)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4)
-    batch = torch.randint(0, 50257, (args.batch_size, args.block_size))
-    for _ in range(args.steps):
+    batch = torch.randint(0, 50257, (spec["batch_size"], spec["block_size"]))
+    for _ in range(spec["steps"]):
         model(input_ids=batch, labels=batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    results.put((method, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, parameter_counts(model)[0]))
+    return {"peak_rss_mib": MemoryMeter.peak_rss_mib(), "trainable_parameters": parameter_counts(model)[0]}
 
 
 def bench_memory(args: MemoryBenchArguments) -> dict:
     """Peak resident memory of full fine-tuning vs LoRA at the GPT-2-small shape, each in its own process."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    figures = {}
-    for method in ("full", "lora"):
-        process = context.Process(target=peak_memory_of_training, args=(method, args, results))
-        process.start()
-        name, peak_mib, trainable = results.get()
-        process.join()
-        figures[name] = {"peak_rss_mib": peak_mib, "trainable_parameters": trainable}
+    figures = {
+        method: in_fresh_process(peak_memory_of_training, {"method": method, **asdict(args)})
+        for method in ("full", "lora")
+    }
     return {
         "setup": f"GPT2LMHeadModel 124M, batch {args.batch_size} x {args.block_size}, {args.steps} AdamW steps, fp32",
         **figures,
@@ -550,12 +547,6 @@ def check_trl_python(trl_python: str) -> str:
             f"{TRL_SETUP}"
         )
     return found.stdout.strip()
-
-
-def in_fresh_process(function: Callable[[dict], dict], spec: dict) -> dict:
-    """function(spec) in a new process, so its peak memory is its own (exceptions come back here)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(function, spec).result()
 
 
 def our_ppo_run(spec: dict) -> dict:
