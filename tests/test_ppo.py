@@ -216,6 +216,12 @@ def test_query_plus_response_longer_than_the_context_is_an_error(tmp_path, token
         PPOTrainer(make_config(tmp_path), tiny_policy(tokenizer), tokenizer, PROMPTS, reward_model=short_reward_model)
 
 
+def test_a_policy_with_nothing_to_train_is_an_error(tmp_path, tokenizer):
+    frozen = tiny_policy(tokenizer).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        PPOTrainer(make_config(tmp_path), frozen, tokenizer, PROMPTS, reward_fn=starts_with_a)
+
+
 def test_gpt2_with_pad_equal_to_eos_scores_at_the_eos_token(tmp_path, tokenizer):
     """GPT-2's usual setup reuses EOS as the pad token: masks, not pad ids, must tell padding from a final EOS."""
     gpt2_tokenizer = deepcopy(tokenizer)

@@ -67,6 +67,17 @@ def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
     assert json.loads((root / "ppo-exact" / "metrics.json").read_text())["steps"] == 4
 
 
+def test_full_ppo_from_a_lora_sft_model_trains_every_weight(pipeline):
+    """The SFT adapter is merged first; the merged model must come back trainable, not frozen as PEFT loads it."""
+    root, _ = pipeline
+    history = run_ppo(root, "ppo-full", "--method", "full", "--num_steps", "2")
+    assert history[0]["objective/kl"] == 0.0
+    sft_merged = load_causal_lm(str(root / "sft")).merge_and_unload().state_dict()
+    trained = load_causal_lm(str(root / "ppo-full" / "policy")).state_dict()
+    changed = [name for name in sft_merged if not torch.equal(sft_merged[name], trained[name])]
+    assert changed == list(sft_merged)
+
+
 def test_ppo_resumes_from_the_latest_checkpoint(pipeline):
     root, _ = pipeline
     run_ppo(root, "ppo-resume", "--num_steps", "2")

@@ -87,7 +87,9 @@ def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output
             target_modules=adapter_args.lora_target_modules,
             include_attention_output=adapter_args.lora_attention_output,
         )
-    elif adapter_args.method != "full":
+    elif adapter_args.method == "full":
+        policy.requires_grad_(True)  # a merged SFT adapter comes back frozen (PEFT loads adapters for inference)
+    else:
         raise ValueError(f"PPO trains the policy with --method full or lora, not {adapter_args.method!r}.")
     return policy.train()
 
