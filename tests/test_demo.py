@@ -86,3 +86,20 @@ def test_command_line_sets_difficulty_and_pretraining_size():
     )
     with pytest.raises(ValueError, match="--difficulty takes levels from"):
         demo_sizes(DemoArguments(difficulty=[4]))
+
+
+@pytest.mark.slow
+def test_full_demo_shows_every_stage_gain(tmp_path):
+    """The default plan (about 8 minutes on 2 cores): the pretrained model computes, and each later stage gains."""
+    stages = run_demo(DemoArguments(output_dir=str(tmp_path)))
+    scores = stages["evaluate"]["metrics"]
+    strict = {name: scores[f"{name}/gsm8k"]["strict_match"] for name in EVALUATED}
+    for method in ("sft-full", "sft-lora"):
+        assert strict[method] > strict["pretrained"] + 0.3  # the pretrained model has never seen Question:/Answer:
+        assert scores[f"{method}/bleu"]["bleu"] > scores["pretrained/bleu"]["bleu"]
+    assert strict["sft-lora"] > 0.5  # it computes, not just formats
+    reward = stages["reward"]["metrics"]
+    assert reward["heldout_accuracy_ci_low"] > 0.6  # well above chance on correct vs corrupted solutions
+    ppo = stages["ppo"]["metrics"]
+    assert strict["ppo"] > strict["sft-lora"]
+    assert ppo["max_kl"] < 5.0
