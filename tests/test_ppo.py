@@ -216,10 +216,20 @@ def test_query_plus_response_longer_than_the_context_is_an_error(tmp_path, token
         PPOTrainer(make_config(tmp_path), tiny_policy(tokenizer), tokenizer, PROMPTS, reward_model=short_reward_model)
 
 
-def test_a_policy_with_nothing_to_train_is_an_error(tmp_path, tokenizer):
+def test_a_policy_or_value_model_with_nothing_to_train_is_an_error(tmp_path, tokenizer):
     frozen = tiny_policy(tokenizer).requires_grad_(False)
-    with pytest.raises(ValueError, match="no trainable parameters"):
+    with pytest.raises(ValueError, match="policy has no trainable parameters"):
         PPOTrainer(make_config(tmp_path), frozen, tokenizer, PROMPTS, reward_fn=starts_with_a)
+    frozen_value = tiny_reward_model(tokenizer).requires_grad_(False)
+    with pytest.raises(ValueError, match="value_model has no trainable parameters"):
+        PPOTrainer(
+            make_config(tmp_path),
+            tiny_policy(tokenizer),
+            tokenizer,
+            PROMPTS,
+            reward_model=tiny_reward_model(tokenizer),
+            value_model=frozen_value,
+        )
 
 
 def test_gpt2_with_pad_equal_to_eos_scores_at_the_eos_token(tmp_path, tokenizer):

@@ -121,6 +121,7 @@ def test_lora_reward_model_trains_the_adapter_and_the_head_and_reloads(tmp_path,
     trained.save_pretrained(adapter_folder)
     tokenizer.save_pretrained(adapter_folder)
     reloaded = load_reward_model(adapter_folder)
+    assert all(parameter.requires_grad for parameter in reloaded.parameters())  # trainable, e.g. as a value model
     held_out = marker_pairs(8, seed=2)
     expected = evaluate_reward_model(trained.eval(), tokenizer, held_out)
     actual = evaluate_reward_model(reloaded, tokenizer, held_out)

@@ -111,6 +111,15 @@ def apply_prompt_tuning(
     return get_peft_model(model, config)
 
 
+def merge_adapter(model: PeftModel) -> PreTrainedModel:
+    """The adapter merged into its base: a plain model that trains like one loaded from a full folder.
+
+    PEFT loads a saved adapter for inference, with every parameter frozen, and `merge_and_unload` keeps them frozen;
+    a model that is then trained in full (a PPO policy or value model) would silently not learn.
+    """
+    return model.merge_and_unload().requires_grad_(True)
+
+
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters; for a PEFT model the total includes the adapter."""
     if isinstance(model, PeftModel):

@@ -8,7 +8,7 @@ from peft import PeftModel
 from transformers import PreTrainedModel, set_seed
 from trl import RewardConfig
 
-from ..adapters import apply_lora, describe_parameters
+from ..adapters import apply_lora, describe_parameters, merge_adapter
 from ..loading import load_causal_lm, load_tokenizer, model_context_length
 from ..training import AdapterArguments, RunArguments, check_output_dir, resolve_checkpoint, train_and_save
 from ..training.trainer import push_finished_run
@@ -72,7 +72,7 @@ def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output
     in output_dir/sft-merged, which the PPO adapter then names as its base (so it loads on the right weights)."""
     policy = load_causal_lm(args.policy_name_or_path, device="cpu")
     if isinstance(policy, PeftModel):
-        policy = policy.merge_and_unload()
+        policy = merge_adapter(policy)
         merged_dir = Path(output_dir) / "sft-merged"
         if PartialState().is_main_process:
             policy.save_pretrained(merged_dir)
@@ -87,9 +87,7 @@ def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output
             target_modules=adapter_args.lora_target_modules,
             include_attention_output=adapter_args.lora_attention_output,
         )
-    elif adapter_args.method == "full":
-        policy.requires_grad_(True)  # a merged SFT adapter comes back frozen (PEFT loads adapters for inference)
-    else:
+    elif adapter_args.method != "full":
         raise ValueError(f"PPO trains the policy with --method full or lora, not {adapter_args.method!r}.")
     return policy.train()
 

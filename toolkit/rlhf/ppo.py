@@ -264,11 +264,12 @@ class PPOTrainer:
             )
         if reward_tokenizer is not None:
             check_tokenizers_match(tokenizer, reward_tokenizer)
-        if not any(parameter.requires_grad for parameter in policy.parameters()) and peft_config is None:
-            raise ValueError(
-                "The policy has no trainable parameters (a model merged from a PEFT adapter comes back frozen); "
-                "call policy.requires_grad_(True) for full PPO, or pass a LoRA policy or peft_config."
-            )
+        for role, trained in (("policy", policy if peft_config is None else None), ("value_model", value_model)):
+            if trained is not None and not any(parameter.requires_grad for parameter in trained.parameters()):
+                raise ValueError(
+                    f"The {role} has no trainable parameters (PEFT's merge_and_unload keeps a loaded adapter's "
+                    f"weights frozen; toolkit.adapters.merge_adapter does not): call {role}.requires_grad_(True)."
+                )
         if ref_model is not None and ref_model is policy:
             raise ValueError("ref_model is the policy itself; pass a separate copy, or None for a frozen copy.")
         if value_model is not None and value_model is reward_model:

@@ -20,6 +20,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
+from ..adapters import merge_adapter
 from ..loading import model_context_length
 from .modeling import disable_dropout, sequence_scores, unwrap_peft
 
@@ -175,7 +176,7 @@ def load_reward_model(path: str | Path, **from_pretrained_kwargs) -> PreTrainedM
 
         # The base folder may be the causal LM the reward model started from: ask for the one-label head.
         model = AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=1, **from_pretrained_kwargs)
-        model = model.merge_and_unload()
+        model = merge_adapter(model)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(path, **from_pretrained_kwargs)
     disable_dropout(model)
