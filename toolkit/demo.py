@@ -233,8 +233,8 @@ def stage_ppo(folder: Path, policy: Path, sizes: DemoSizes, seed: int) -> dict:
         window = max(1, len(history) // 5)
         return {
             "first": history[0],
-            "last": history[-1],
             "steps": len(history),
+            "temperature": config.temperature,
             "window": window,
             "early_reward": mean(row["objective/scores"] for row in history[:window]),
             "late_reward": mean(row["objective/scores"] for row in history[-window:]),
@@ -312,9 +312,9 @@ def write_report(output_dir: Path, stages: dict[str, dict], sizes: DemoSizes) ->
         f"{reward['heldout_accuracy']:.3f} (95% interval {reward['heldout_accuracy_ci_low']:.3f}-"
         f"{reward['heldout_accuracy_ci_high']:.3f}; chance is 0.5), mean margin {reward['heldout_margin']:.3f} over "
         f"{reward['heldout_num_pairs']} pairs.",
-        f"- PPO (from the LoRA SFT model, exact-match reward, sampled at temperature 0.7): mean reward "
-        f"{ppo['early_reward']:.3f} over the first {ppo['window']} steps -> {ppo['late_reward']:.3f} over the last "
-        f"{ppo['window']} of {ppo['steps']}; KL to the reference at most {ppo['max_kl']:.3f} nats per response.",
+        f"- PPO (from the LoRA SFT model, exact-match reward, sampled at temperature {ppo['temperature']}): mean "
+        f"reward {ppo['early_reward']:.3f} over the first {ppo['window']} steps -> {ppo['late_reward']:.3f} over the "
+        f"last {ppo['window']} of {ppo['steps']}; KL to the reference at most {ppo['max_kl']:.3f} nats per response.",
         "",
         "| stage | seconds |",
         "|---|---:|",
