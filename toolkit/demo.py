@@ -32,7 +32,10 @@ STAGE_FILE = "stage.json"
 @dataclass
 class DemoArguments:
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where every stage and the report go."})
-    quick: bool = field(default=False, metadata={"help": "A reduced run (about 2 minutes) for smoke tests."})
+    quick: bool = field(
+        default=False,
+        metadata={"help": "A reduced run (under 2 minutes): a 2-layer, width-64 GPT, fewer steps."},
+    )
     restart: bool = field(default=False, metadata={"help": "Start over instead of resuming finished stages."})
     seed: int = field(default=0, metadata={"help": "Seed of the data and of every run."})
     difficulty: list[int] | None = field(
@@ -40,13 +43,13 @@ class DemoArguments:
         metadata={"help": "Calculation steps of the arithmetic problems (1-3); default 1."},
     )
     pretrain_problems: int | None = field(
-        default=None, metadata={"help": "Distinct problems in the pretraining corpus (default 40000; quick: 1000)."}
+        default=None, metadata={"help": "Distinct problems in the pretraining corpus (default 40000)."}
     )
     pretrain_steps: int | None = field(
         default=None,
         metadata={
-            "help": "Pretraining optimizer steps of 16 x 256 tokens (default 800; quick: 150). Exact arithmetic "
-            "appears late: on level-1 problems 600 steps give 49% and 800 steps 88% exact match."
+            "help": "Pretraining optimizer steps (default 800 of 16 x 256 tokens; quick: 600 of 32 x 64). Exact "
+            "arithmetic appears late: the full plan's model solves 49% after 600 steps, 88% after 800."
         },
     )
 
@@ -63,10 +66,26 @@ class DemoSizes:
     ppo_steps: int
     eval_problems: int
     difficulty: tuple[int, ...] = (1,)
+    # The GPT pretrained from scratch, and its pretraining batches (block_size x batch_size tokens a step).
+    num_layers: int = 4
+    hidden_size: int = 128
+    context_length: int = 320
+    pretrain_block_size: int = 256
+    pretrain_batch_size: int = 16
+    pretrain_learning_rate: float = 4e-3
+    reward_learning_rate: float = 2e-4
+    ppo_learning_rate: float = 1e-3
 
 
 FULL = DemoSizes(40000, 800, 2000, 200, 4000, 500, 2048, 200, 400)
-QUICK = DemoSizes(1000, 150, 200, 20, 120, 15, 32, 3, 24)
+# Half the width and layers, blocks of 64 tokens: 2048 tokens a step at ~5x the full plan's speed. Level-1
+# arithmetic needs ~600 steps at this lr to appear (400 steps: 9-13% exact match; 600: ~50%). The small model
+# takes higher learning rates for the reward model and PPO.
+QUICK = DemoSizes(
+    40000, 600, 2000, 100, 4000, 400, 1024, 40, 200,
+    num_layers=2, hidden_size=64, context_length=128, pretrain_block_size=64, pretrain_batch_size=32,
+    pretrain_learning_rate=8e-3, reward_learning_rate=1e-3, ppo_learning_rate=3e-3,
+)  # fmt: skip
 
 
 def run_stage(folder: Path, run) -> dict:
@@ -122,15 +141,19 @@ def stage_pretrain(folder: Path, sizes: DemoSizes, seed: int) -> dict:
             tokenizer="bpe",
             bpe_vocab_size=1024,
             preset="tiny",
-            num_layers=4,
+            num_layers=sizes.num_layers,
             num_heads=4,
-            hidden_size=128,
-            context_length=320,
+            hidden_size=sizes.hidden_size,
+            context_length=sizes.context_length,
         )
-        data = DataArguments(dataset=pretrain_corpus(folder / "data", sizes, seed), block_size=256)
+        data = DataArguments(
+            dataset=pretrain_corpus(folder / "data", sizes, seed), block_size=sizes.pretrain_block_size
+        )
         args = TrainingArguments(
-            **training_arguments(folder, sizes.pretrain_steps, resume, per_device_train_batch_size=16),
-            learning_rate=4e-3,
+            **training_arguments(
+                folder, sizes.pretrain_steps, resume, per_device_train_batch_size=sizes.pretrain_batch_size
+            ),
+            learning_rate=sizes.pretrain_learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=0.05,
             weight_decay=0.1,
@@ -163,7 +186,7 @@ def stage_sft(folder: Path, base: Path, adapter: AdapterArguments, learning_rate
             synthetic_difficulty=list(sizes.difficulty),
             prompt_column="prompt",
             completion_column="completion",
-            block_size=256,
+            block_size=min(256, sizes.context_length - 32),  # leaves room for the 16 virtual tokens
         )
         args = TrainingArguments(
             **training_arguments(folder, sizes.sft_steps, resume, per_device_train_batch_size=16),
@@ -187,10 +210,10 @@ def stage_reward(folder: Path, base: Path, sizes: DemoSizes, seed: int) -> dict:
         )
         config = RewardConfig(
             **training_arguments(folder, sizes.reward_steps, resume, per_device_train_batch_size=16),
-            learning_rate=2e-4,
+            learning_rate=sizes.reward_learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=0.05,
-            max_length=320,
+            max_length=sizes.context_length,
             bf16=False,
             activation_checkpointing=False,
             seed=seed,
@@ -219,7 +242,7 @@ def stage_ppo(folder: Path, policy: Path, sizes: DemoSizes, seed: int) -> dict:
             batch_size=32,
             mini_batch_size=16,
             num_ppo_epochs=4,
-            learning_rate=1e-3,
+            learning_rate=sizes.ppo_learning_rate,
             max_new_tokens=48,
             temperature=0.7,
             kl_coef=0.05,
