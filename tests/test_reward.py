@@ -5,6 +5,7 @@ import gzip
 import json
 import math
 import random
+import string
 
 import datasets
 import pytest
@@ -15,7 +16,10 @@ from trl import RewardConfig
 
 from toolkit import GPTConfig, GPTForCausalLM, GPTForSequenceClassification
 from toolkit.data import extract_final_answer
+from toolkit.evaluation.generation import generate_completions
+from toolkit.rlhf.arguments import PreferenceDataArguments, load_preference_splits
 from toolkit.rlhf.reward import (
+    arithmetic_policy_pairs,
     arithmetic_preference_pairs,
     evaluate_reward_model,
     load_preference_jsonl,
@@ -23,6 +27,7 @@ from toolkit.rlhf.reward import (
     make_reward_trainer,
     preference_dataset,
     reward_model_from_causal_lm,
+    sampled_preference_pairs,
     split_prompt,
 )
 from toolkit.tokenization import build_char_tokenizer
@@ -35,11 +40,11 @@ def tokenizer():
     return build_char_tokenizer("abcdefgh ")
 
 
-def tiny_causal_lm(tokenizer, seed: int = 0) -> GPTForCausalLM:
+def tiny_causal_lm(tokenizer, seed: int = 0, context: int = 64) -> GPTForCausalLM:
     torch.manual_seed(seed)
     config = GPTConfig(
         vocab_size=len(tokenizer),
-        max_position_embeddings=64,
+        max_position_embeddings=context,
         hidden_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -233,3 +238,66 @@ def test_arithmetic_preference_pairs():
         assert extract_final_answer(row["rejected"]) != row["final_answer"]
     assert arithmetic_preference_pairs(num_pairs=20, seed=3)["rejected"] == pairs["rejected"]
     preference_dataset(pairs.to_list())  # every pair is a valid preference
+
+
+def has_even_a_count(index: int, text: str) -> bool:
+    return text.count("a") % 2 == 0
+
+
+def test_sampled_pairs_reject_each_wrong_sample_against_a_right_one_of_its_prompt(tokenizer):
+    model, prompts = tiny_causal_lm(tokenizer), ["abc", "gh a", "dd", "hefe b"]
+    pairs = sampled_preference_pairs(
+        model, tokenizer, prompts, has_even_a_count, num_samples=6, max_new_tokens=5, seed=1
+    )
+    torch.manual_seed(1)  # the same samples again
+    samples = generate_completions(
+        model, tokenizer, prompts, max_new_tokens=5, temperature=1.0, num_samples=6, show_progress=False
+    )
+    expected = 0
+    for index, prompt in enumerate(prompts):
+        own = samples[index * 6 : (index + 1) * 6]
+        right = {text for text in own if has_even_a_count(index, text)}
+        wrong = {text for text in own if not has_even_a_count(index, text) and text.strip()}
+        rows = [row for row in pairs if row["prompt"] == prompt]
+        assert sorted(row["rejected"] for row in rows) == (sorted(wrong) if right else [])
+        assert all(row["chosen"] in right for row in rows)
+        expected += len(wrong) if right else 0
+    assert pairs.column_names == ["prompt", "chosen", "rejected"] and len(pairs) == expected > 0
+    preference_dataset(pairs.to_list())  # every pair is a valid preference
+
+
+def test_sampled_pairs_fall_back_on_the_reference_when_no_sample_is_right(tokenizer):
+    model = tiny_causal_lm(tokenizer)
+    pairs = sampled_preference_pairs(
+        model, tokenizer, ["ab", "cd"], lambda index, text: False, num_samples=3, max_new_tokens=4,
+        references=["gold one", "gold two"],
+    )  # fmt: skip
+    assert set(pairs["chosen"]) == {"gold one", "gold two"} and len(pairs) >= 2
+    with pytest.raises(ValueError, match="num_samples >= 2"):
+        sampled_preference_pairs(model, tokenizer, ["ab"], has_even_a_count, num_samples=1)
+    with pytest.raises(ValueError, match="needs a temperature"):
+        generate_completions(model, tokenizer, ["ab"], max_new_tokens=3, num_samples=2)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        generate_completions(model, tokenizer, ["ab"], max_new_tokens=3, temperature=0.0)
+
+
+def test_reward_data_adds_the_policys_own_wrong_answers(tmp_path):
+    tokenizer = build_char_tokenizer(string.printable, model_max_length=256)
+    folder = tmp_path / "policy"
+    tiny_causal_lm(tokenizer, context=256).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    sampled = arithmetic_policy_pairs(str(folder), num_problems=6, difficulty=1, num_samples=2, show_progress=False)
+    references = arithmetic_preference_pairs(num_pairs=6, difficulty=1)
+    # A random policy answers nothing right: every pair rejects one of its samples against the question's reference.
+    reference = dict(zip(references["prompt"], references["chosen"], strict=True))
+    assert len(sampled) >= 6 and all(row["chosen"] == reference[row["prompt"]] for row in sampled)
+    args = PreferenceDataArguments(
+        dataset="arithmetic", num_pairs=20, synthetic_difficulty=[1], policy_samples_from=str(folder),
+        policy_sample_problems=6, policy_samples_per_problem=2, validation_fraction=0.25,
+    )  # fmt: skip
+    splits = load_preference_splits(args, seed=0)
+    assert len(splits["train"]) + len(splits["validation"]) == 20 + len(
+        arithmetic_policy_pairs(str(folder), 6, (1,), 0, num_samples=2, skip_problems=20, show_progress=False)
+    )
+    with pytest.raises(ValueError, match="--policy_samples_from needs --dataset arithmetic"):
+        load_preference_splits(PreferenceDataArguments(dataset="pairs.jsonl", policy_samples_from=str(folder)), 0)

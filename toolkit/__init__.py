@@ -13,7 +13,7 @@ light; it always registers the GPT with the transformers Auto classes):
 - training: `ModelArguments`, `DataArguments`, `AdapterArguments`, `RunArguments`, `ToolkitTrainer`,
   `train_and_save`, `pretrain`, `fine_tune`
 - RLHF: `PPOConfig`, `PPOTrainer`, `make_reward_trainer`, `reward_model_from_causal_lm`, `evaluate_reward_model`,
-  `exact_match_reward`
+  `sampled_preference_pairs`, `exact_match_reward`
 - evaluation: `perplexity_of_texts`, `perplexity_of_file`, `bleu_score`, `bleu_score_files`, `evaluate_gsm8k`,
   `EvalArguments`, `evaluate_models`, `load_metric`
 - hub: `push_folder`
@@ -73,6 +73,7 @@ LAZY = {
         "make_reward_trainer",
         "reward_model_from_causal_lm",
         "evaluate_reward_model",
+        "sampled_preference_pairs",
     ),
     "toolkit.rlhf.rewards": ("exact_match_reward",),
     "toolkit.evaluation": (

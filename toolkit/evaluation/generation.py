@@ -1,4 +1,5 @@
-"""A model with its tokenizer, and batched greedy generation with stop strings, shared by the benchmarks."""
+"""A model with its tokenizer, and batched greedy or sampled generation with stop strings, shared by the benchmarks
+and the reward-pair sampler."""
 
 import copy
 import os
@@ -57,7 +58,6 @@ def padded_copy(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-@torch.no_grad()
 def generate_greedy(
     model: ModelOrPath,
     tokenizer: TokenizerOrPath,
@@ -74,11 +74,43 @@ def generate_greedy(
     the tokenizer's EOS token or once a stop string appears. Returns the decoded new text only. `model` may be a
     folder or Hub id, whose tokenizer is used when `tokenizer` is None.
     """
+    return generate_completions(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        stop_strings=stop_strings,
+        show_progress=show_progress,
+    )
+
+
+@torch.no_grad()
+def generate_completions(
+    model: ModelOrPath,
+    tokenizer: TokenizerOrPath,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    stop_strings: Sequence[str] = (),
+    show_progress: bool = True,
+    temperature: float | None = None,
+    num_samples: int = 1,
+) -> list[str]:
+    """`generate_greedy`, or with a `temperature` pure sampling (no top-k / top-p) of `num_samples` completions per
+    prompt, returned grouped by prompt: [p0 s0, p0 s1, ..., p1 s0, ...]. Seed torch for repeatable samples."""
     model, tokenizer = load_model_and_tokenizer(model, tokenizer)
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}.")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if temperature is None and num_samples != 1:
+        raise ValueError(
+            f"Greedy decoding gives one completion per prompt; num_samples={num_samples} needs a temperature."
+        )
+    if temperature is not None and temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature} (leave it unset for greedy decoding).")
     context_length = model_context_length(model)
     if context_length is not None and max_new_tokens >= context_length:
         raise ValueError(
@@ -88,6 +120,17 @@ def generate_greedy(
     max_prompt_tokens = None if context_length is None else context_length - max_new_tokens
     tokenizer = padded_copy(tokenizer)
     model.eval()
+    decoding = (
+        {"do_sample": False}
+        if temperature is None
+        else {
+            "do_sample": True,
+            "temperature": temperature,
+            "top_k": 0,
+            "top_p": 1.0,
+            "num_return_sequences": num_samples,
+        }
+    )
 
     completions = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not show_progress):
@@ -105,10 +148,10 @@ def generate_greedy(
             batch["input_ids"],
             batch["attention_mask"],
             max_new_tokens=max_new_tokens,
-            do_sample=False,
             num_beams=1,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            **decoding,
             **stopping,
         )
         texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
@@ -116,4 +159,4 @@ def generate_greedy(
     return completions
 
 
-__all__ = ["generate_greedy", "load_model_and_tokenizer", "truncate_at_stop_strings"]
+__all__ = ["generate_completions", "generate_greedy", "load_model_and_tokenizer", "truncate_at_stop_strings"]

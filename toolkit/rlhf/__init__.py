@@ -11,6 +11,7 @@ from .modeling import (
 from .ppo import PPOConfig, PPOTrainer, Rollout, left_pad, response_logprobs, truncate_after_eos
 from .ppo_core import AdaptiveKLController, FixedKLController
 from .reward import (
+    arithmetic_policy_pairs,
     arithmetic_preference_pairs,
     evaluate_reward_model,
     load_preference_jsonl,
@@ -19,6 +20,7 @@ from .reward import (
     preference_dataset,
     reward_model_from_causal_lm,
     reward_scores,
+    sampled_preference_pairs,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "sequence_scores",
     "AdaptiveKLController",
     "FixedKLController",
+    "arithmetic_policy_pairs",
     "arithmetic_preference_pairs",
     "evaluate_reward_model",
     "load_preference_jsonl",
@@ -44,4 +47,5 @@ __all__ = [
     "preference_dataset",
     "reward_model_from_causal_lm",
     "reward_scores",
+    "sampled_preference_pairs",
 ]

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import datasets
 
 from ..data import SYNTHETIC_NAME, make_arithmetic_dataset
-from .reward import arithmetic_preference_pairs, load_preference_jsonl
+from .reward import arithmetic_policy_pairs, arithmetic_preference_pairs, load_preference_jsonl
 
 
 @dataclass
@@ -33,14 +33,43 @@ class PreferenceDataArguments:
     synthetic_difficulty: list[int] = field(
         default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
     )
+    policy_samples_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "'arithmetic': also pair the answers this policy (a model or adapter folder) samples itself: "
+            "each wrong answer is rejected against a right one to the same question (exact match judges), so the "
+            "reward model learns the mistakes PPO will make."
+        },
+    )
+    policy_sample_problems: int = field(default=2000, metadata={"help": "Problems the policy answers."})
+    policy_samples_per_problem: int = field(default=4, metadata={"help": "Answers sampled per problem."})
+    policy_sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of those answers."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for evaluation."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training pairs."})
 
 
 def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets.DatasetDict:
     """Training and held-out preference pairs."""
+    if args.policy_samples_from is not None and args.dataset != SYNTHETIC_NAME:
+        raise ValueError(
+            f"--policy_samples_from needs --dataset {SYNTHETIC_NAME} (its answers are judged by exact match); "
+            f"got --dataset {args.dataset}."
+        )
     if args.dataset == SYNTHETIC_NAME:
-        pairs = arithmetic_preference_pairs(args.num_pairs, "train", tuple(args.synthetic_difficulty), seed)
+        difficulty = tuple(args.synthetic_difficulty)
+        pairs = arithmetic_preference_pairs(args.num_pairs, "train", difficulty, seed)
+        if args.policy_samples_from is not None:
+            sampled = arithmetic_policy_pairs(
+                args.policy_samples_from,
+                args.policy_sample_problems,
+                difficulty,
+                seed,
+                num_samples=args.policy_samples_per_problem,
+                temperature=args.policy_sample_temperature,
+                skip_problems=args.num_pairs,
+            )
+            print(f"{len(sampled)} pairs from {args.policy_samples_from}'s own answers, {len(pairs)} corrupted ones")
+            pairs = datasets.concatenate_datasets([pairs.remove_columns("final_answer"), sampled])
     elif args.dataset.endswith((".jsonl", ".jsonl.gz")):
         pairs = load_preference_jsonl(args.dataset, explicit_prompt=args.explicit_prompt)
     else:

@@ -10,7 +10,7 @@ import gzip
 import json
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from copy import deepcopy
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from trl import RewardConfig, RewardTrainer
 
 from ..adapters import merge_adapter
+from ..evaluation.generation import ModelOrPath, TokenizerOrPath, generate_completions
 from ..loading import model_context_length
 from .modeling import disable_dropout, sequence_scores, unwrap_peft
 
@@ -128,6 +129,85 @@ def arithmetic_preference_pairs(
             "rejected": [f" {corrupt_solution(answer, rng)}" for answer in problems["answer"]],
             "final_answer": problems["final_answer"],
         }
+    )
+
+
+def sampled_preference_pairs(
+    policy: ModelOrPath,
+    tokenizer: TokenizerOrPath,
+    prompts: Sequence[str],
+    is_correct: Callable[[int, str], bool],
+    *,
+    num_samples: int = 4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    references: Sequence[str] | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> datasets.Dataset:
+    """Preference pairs from a policy's own samples, judged by a verifier: the data a reward model needs to rank what
+    PPO will actually generate (corrupted references alone teach it other mistakes than the policy's).
+
+    `num_samples` completions are sampled per prompt at `temperature`; `is_correct(prompt_index, completion)` judges
+    each. Every distinct wrong, non-empty completion becomes a rejected answer, paired with a right completion of the
+    same prompt drawn at random, or with `references[prompt_index]` when no sample is right (without references such
+    prompts give no pair). Prompts whose samples are all right give no pair. Columns: prompt, chosen, rejected.
+    """
+    if num_samples < 2 and references is None:
+        raise ValueError(f"Pairs from samples need num_samples >= 2 (or references), got {num_samples}.")
+    torch.manual_seed(seed)
+    completions = generate_completions(
+        policy,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=max(1, 64 // num_samples),
+        temperature=temperature,
+        num_samples=num_samples,
+        show_progress=show_progress,
+    )
+    rng = random.Random(seed)
+    rows = []
+    for index, prompt in enumerate(prompts):
+        samples = completions[index * num_samples : (index + 1) * num_samples]
+        judged = [(text, is_correct(index, text)) for text in dict.fromkeys(samples)]
+        right = [text for text, correct in judged if correct]
+        wrong = [text for text, correct in judged if not correct and text.strip()]
+        if not right and references is not None:
+            right = [references[index]]
+        rows += [{"prompt": prompt, "chosen": rng.choice(right), "rejected": text} for text in wrong if right]
+    columns = datasets.Features({name: datasets.Value("string") for name in ("prompt", "chosen", "rejected")})
+    return datasets.Dataset.from_list(rows, features=columns)
+
+
+def arithmetic_policy_pairs(
+    policy: ModelOrPath,
+    num_problems: int = 2000,
+    difficulty: int | Iterable[int] = (1, 2, 3),
+    seed: int = 0,
+    num_samples: int = 4,
+    temperature: float = 1.0,
+    skip_problems: int = 0,
+    show_progress: bool = True,
+) -> datasets.Dataset:
+    """`sampled_preference_pairs` on training problems of the built-in arithmetic set, in the `Question:/Answer:`
+    format, judged by exact match of the final answer; the reference solution stands in when no sample is right.
+    `skip_problems` starts after the problems another set of pairs already uses."""
+    from ..data.synthetic import extract_final_answer, make_arithmetic_dataset
+
+    problems = make_arithmetic_dataset("train", skip_problems + num_problems, difficulty, seed)
+    problems = problems.select(range(skip_problems, skip_problems + num_problems))
+    answers = problems["final_answer"]
+    return sampled_preference_pairs(
+        policy,
+        None,
+        [f"Question: {question}\nAnswer:" for question in problems["question"]],
+        lambda index, text: extract_final_answer(text) == answers[index],
+        num_samples=num_samples,
+        temperature=temperature,
+        references=[f" {answer}" for answer in problems["answer"]],
+        seed=seed,
+        show_progress=show_progress,
     )
 
 
@@ -309,6 +389,8 @@ __all__ = [
     "preference_dataset",
     "load_preference_jsonl",
     "arithmetic_preference_pairs",
+    "sampled_preference_pairs",
+    "arithmetic_policy_pairs",
     "init_reward_head",
     "reward_model_from_causal_lm",
     "load_reward_model",
