@@ -58,31 +58,9 @@ def padded_copy(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def generate_greedy(
-    model: ModelOrPath,
-    tokenizer: TokenizerOrPath,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    batch_size: int = 8,
-    stop_strings: Sequence[str] = (),
-    show_progress: bool = True,
-) -> list[str]:
-    """Greedy completions of `prompts`, batched and left-padded, each cut at the first stop string.
-
-    Prompts longer than the model's context minus `max_new_tokens` lose tokens from the left. Generation stops at
-    the tokenizer's EOS token or once a stop string appears. Returns the decoded new text only. `model` may be a
-    folder or Hub id, whose tokenizer is used when `tokenizer` is None.
-    """
-    return generate_completions(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        stop_strings=stop_strings,
-        show_progress=show_progress,
-    )
+def generate_greedy(model: ModelOrPath, tokenizer: TokenizerOrPath, prompts: Sequence[str], **options) -> list[str]:
+    """Greedy completions of `prompts`: `generate_completions` without a temperature (same keyword options)."""
+    return generate_completions(model, tokenizer, prompts, temperature=None, **options)
 
 
 @torch.no_grad()
@@ -98,8 +76,14 @@ def generate_completions(
     temperature: float | None = None,
     num_samples: int = 1,
 ) -> list[str]:
-    """`generate_greedy`, or with a `temperature` pure sampling (no top-k / top-p) of `num_samples` completions per
-    prompt, returned grouped by prompt: [p0 s0, p0 s1, ..., p1 s0, ...]. Seed torch for repeatable samples."""
+    """Completions of `prompts`, batched and left-padded, each cut at the first stop string: greedy, or with a
+    `temperature` pure sampling (no top-k / top-p) of `num_samples` completions per prompt, returned grouped by
+    prompt: [p0 s0, p0 s1, ..., p1 s0, ...]. Seed torch for repeatable samples.
+
+    Prompts longer than the model's context minus `max_new_tokens` lose tokens from the left. Generation stops at
+    the tokenizer's EOS token or once a stop string appears. Returns the decoded new text only. `model` may be a
+    folder or Hub id, whose tokenizer is used when `tokenizer` is None.
+    """
     model, tokenizer = load_model_and_tokenizer(model, tokenizer)
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}.")
