@@ -15,7 +15,6 @@ from recipes_loader import REPO, load_recipe
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.adapters import apply_lora
 from toolkit.cli import main as toolkit_main
-from toolkit.data import as_prompt_completion, make_arithmetic_dataset
 from toolkit.evaluation import (
     evaluate_gsm8k,
     generate_and_score_bleu,
@@ -33,6 +32,7 @@ from toolkit.evaluation.runner import (
     process_share,
 )
 from toolkit.loading import load_causal_lm, load_tokenizer
+from toolkit.tasks.arithmetic import as_prompt_completion, make_arithmetic_dataset
 from toolkit.tokenization import build_char_tokenizer
 
 TINY_CONFIG = str(REPO / "recipes/configs/eval/tiny_cpu.yaml")

@@ -13,16 +13,14 @@ from toolkit.evaluation import (
     LEGACY_STOP_STRINGS,
     STOP_STRINGS,
     evaluate_gsm8k,
-    extract_flexible,
-    extract_strict,
     fewshot_prompts,
     generate_greedy,
     gsm8k_exact_match,
     load_gsm8k,
-    normalize_answer,
     score_gsm8k,
 )
 from toolkit.evaluation.generation import truncate_at_stop_strings
+from toolkit.tasks.arithmetic import extract_flexible, extract_strict, normalize_answer
 
 
 @pytest.fixture

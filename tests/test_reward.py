@@ -15,21 +15,22 @@ from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadMo
 from trl import RewardConfig
 
 from toolkit import GPTConfig, GPTForCausalLM, GPTForSequenceClassification
-from toolkit.data import extract_final_answer
 from toolkit.evaluation.generation import generate_completions
 from toolkit.rlhf.arguments import PreferenceDataArguments, load_preference_splits
-from toolkit.rlhf.reward import (
+from toolkit.rlhf.preferences import (
     arithmetic_policy_pairs,
-    arithmetic_preference_pairs,
-    evaluate_reward_model,
     load_preference_jsonl,
-    load_reward_model,
-    make_reward_trainer,
     preference_dataset,
-    reward_model_from_causal_lm,
     sampled_preference_pairs,
     split_prompt,
 )
+from toolkit.rlhf.reward import (
+    evaluate_reward_model,
+    load_reward_model,
+    make_reward_trainer,
+    reward_model_from_causal_lm,
+)
+from toolkit.tasks.arithmetic import arithmetic_preference_pairs, gold_answer
 from toolkit.tokenization import build_char_tokenizer
 
 MARKER = "h"
@@ -234,8 +235,8 @@ def test_arithmetic_preference_pairs():
     assert pairs.column_names == ["prompt", "chosen", "rejected", "final_answer"] and pairs.num_rows == 20
     for row in pairs:
         assert row["prompt"].startswith("Question: ") and row["prompt"].endswith("\nAnswer:")
-        assert extract_final_answer(row["chosen"]) == row["final_answer"]
-        assert extract_final_answer(row["rejected"]) != row["final_answer"]
+        assert gold_answer(row["chosen"]) == row["final_answer"]
+        assert gold_answer(row["rejected"]) != row["final_answer"]
     assert arithmetic_preference_pairs(num_pairs=20, seed=3)["rejected"] == pairs["rejected"]
     preference_dataset(pairs.to_list())  # every pair is a valid preference
 

@@ -6,8 +6,8 @@ light; it always registers the GPT with the transformers Auto classes):
 - models: `GPTConfig`, `GPTForCausalLM`, `GPTForSequenceClassification`, `GPTModel`, `PRESETS`, `gpt2_to_gpt`,
   `gpt_to_gpt2`, `load_gpt2_as_gpt`
 - tokenizers: `build_char_tokenizer`, `train_bpe_tokenizer`, `load_gpt2_tokenizer`, `check_tokenizer_fits`
-- data: `load_raw`, `train_validation_splits`, `pack_for_language_modeling`, `tokenize_for_fine_tuning`,
-  `make_arithmetic_dataset`, `arithmetic_splits`
+- data: `load_raw`, `train_validation_splits`, `pack_for_language_modeling`, `tokenize_for_fine_tuning`
+- the arithmetic task: `make_arithmetic_dataset`, `arithmetic_splits`, `format_prompt`, `verify`
 - loading and generation: `load_causal_lm`, `load_tokenizer`, `generate`
 - PEFT: `apply_lora`, `apply_prompt_tuning`, `attention_target_modules`, `describe_parameters`
 - training: `ModelArguments`, `DataArguments`, `AdapterArguments`, `RunArguments`, `ToolkitTrainer`,
@@ -46,9 +46,8 @@ LAZY = {
         "train_validation_splits",
         "pack_for_language_modeling",
         "tokenize_for_fine_tuning",
-        "make_arithmetic_dataset",
-        "arithmetic_splits",
     ),
+    "toolkit.tasks.arithmetic": ("make_arithmetic_dataset", "arithmetic_splits", "format_prompt", "verify"),
     "toolkit.loading": ("load_causal_lm", "load_tokenizer"),
     "toolkit.adapters": (
         "generate",

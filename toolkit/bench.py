@@ -419,8 +419,8 @@ def naive_perplexity(model, token_ids: list[int], context: int) -> float:
 def bench_eval(args: EvalBenchArguments) -> dict:
     """Batched evaluation vs one-at-a-time on a GPT-2-shaped model of 4 layers: perplexity over a text file, and
     greedy GSM8K-style answers with the KV cache."""
-    from .data import make_arithmetic_dataset
     from .evaluation import evaluate_gsm8k, perplexity_of_texts
+    from .tasks.arithmetic import make_arithmetic_dataset
     from .tokenization import train_bpe_tokenizer
 
     text = Path(args.text_file).read_text(encoding="utf-8")[: args.characters]
@@ -613,7 +613,7 @@ def summarise_runs(runs: list[dict], batch_size: int) -> dict:
 def ppo_prompts_and_tokenizer(args: PPOBenchArguments, folder: str) -> list[str]:
     """Arithmetic questions cut to `prompt_tokens` characters, and a character tokenizer over them saved in
     `folder` (both trainers load it from there)."""
-    from .data import make_arithmetic_dataset
+    from .tasks.arithmetic import make_arithmetic_dataset
     from .tokenization import build_char_tokenizer
 
     questions = make_arithmetic_dataset("train", 64, seed=args.seed)["question"]

@@ -18,12 +18,11 @@ import datasets
 from transformers import TrainingArguments
 from trl import RewardConfig, TrlParser
 
-from .data import make_arithmetic_dataset
-from .data.synthetic import DIFFICULTIES
 from .evaluation.runner import RESULTS_CHART, EvalArguments, evaluate_models
 from .rlhf import PPOConfig
 from .rlhf.arguments import PPOScriptArguments, PreferenceDataArguments, RewardModelArguments
 from .rlhf.pipelines import run_ppo, train_reward_model
+from .tasks.arithmetic import DIFFICULTIES, make_arithmetic_dataset
 from .training import AdapterArguments, DataArguments, ModelArguments, RunArguments, fine_tune, pretrain
 
 STAGE_FILE = "stage.json"
@@ -124,7 +123,7 @@ def training_arguments(folder: Path, steps: int, resume: bool, **overrides) -> d
 
 def pretrain_corpus(folder: Path, sizes: DemoSizes, seed: int) -> str:
     """Plain documents (question, then worked solution), without the Question:/Answer: format SFT teaches."""
-    problems = make_arithmetic_dataset("train", sizes.pretrain_problems, sizes.difficulty, seed)
+    problems = make_arithmetic_dataset("train", sizes.pretrain_problems, sizes.difficulty)
     path = folder / "corpus.jsonl"
     folder.mkdir(parents=True, exist_ok=True)
     datasets.Dataset.from_dict(
@@ -233,7 +232,6 @@ def stage_ppo(folder: Path, policy: Path, sizes: DemoSizes, seed: int) -> dict:
             reward="exact_match",
             num_prompts=sizes.ppo_prompts,
             synthetic_difficulty=list(sizes.difficulty),
-            data_seed=seed,
             resume_from_checkpoint="latest" if resume else None,
         )
         config = PPOConfig(
@@ -286,7 +284,6 @@ def stage_evaluate(folder: Path, models: dict[str, Path], sizes: DemoSizes, seed
             bleu_max_new_tokens=64,
             synthetic_size=sizes.eval_problems,
             synthetic_difficulty=list(sizes.difficulty),
-            synthetic_seed=seed,
         )
         report = evaluate_models(args)
         return {f"{row['model']}/{row['task']}": row["metrics"] for row in report["results"]}

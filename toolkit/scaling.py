@@ -272,7 +272,7 @@ class SweepArguments:
     synthetic_validation_size: int = field(default=200, metadata={"help": "'arithmetic': validation problems."})
     output_dir: str = field(default="outputs/scaling-sweep", metadata={"help": "Models, points, fit and plot."})
     use_cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is available."})
-    seed: int = field(default=0, metadata={"help": "Seed for data, weights and batch order."})
+    seed: int = field(default=0, metadata={"help": "Seed for weights and batch order (the data split is fixed)."})
 
 
 @dataclass(frozen=True)
@@ -313,9 +313,8 @@ def run_sweep(args: SweepArguments) -> dict:
         args.dataset,
         text_sample_by=args.text_sample_by,
         synthetic_sizes=(args.synthetic_train_size, args.synthetic_validation_size),
-        seed=args.seed,
     )
-    splits = train_validation_splits(raw, validation_fraction=args.validation_fraction, seed=args.seed)
+    splits = train_validation_splits(raw, validation_fraction=args.validation_fraction)
     for split in splits.values():
         require_columns(split, [args.text_column], args.dataset)
     tokenizer = build_tokenizer(ModelArguments(tokenizer=args.tokenizer), splits["train"], args.text_column)

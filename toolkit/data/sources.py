@@ -1,4 +1,4 @@
-"""Where training data comes from: local files, Hub datasets, or the built-in synthetic arithmetic set.
+"""Where training data comes from: local files, Hub datasets, or the built-in arithmetic task.
 
 Everything ends as a `datasets.DatasetDict` with a "train" and a "validation" split, checked for emptiness and
 for the columns the recipe needs, with errors that name the file, line or column at fault.
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import datasets
 
-from .synthetic import arithmetic_splits
+from ..tasks.arithmetic import arithmetic_splits, as_prompt_completion
 
 SYNTHETIC_NAME = "arithmetic"
 FILE_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -55,13 +55,6 @@ def _looks_like_json_lines(path: Path) -> bool:
         return not handle.read(1).lstrip().startswith("[")
 
 
-def as_prompt_completion(example: dict) -> dict:
-    """GSM8K rows in the evaluation prompt format: prompt, completion, and their concatenation as text."""
-    prompt = f"Question: {example['question']}\nAnswer:"
-    completion = f" {example['answer']}"
-    return {"prompt": prompt, "completion": completion, "text": prompt + completion}
-
-
 def load_raw(
     source: str,
     *,
@@ -69,12 +62,14 @@ def load_raw(
     text_sample_by: str = "document",
     synthetic_sizes: tuple[int, int] = (2000, 200),
     synthetic_difficulty: list[int] | tuple[int, ...] = (1, 2),
-    seed: int = 0,
 ) -> datasets.DatasetDict:
-    """Load `source` as it is: a local file or folder, 'arithmetic', or a Hub dataset id."""
+    """Load `source` as it is: a local file or folder, 'arithmetic', or a Hub dataset id.
+
+    'arithmetic' is the built-in task's first problems of each split (a fixed draw, like a dataset on disk: no
+    training seed changes it), with the columns of `toolkit.tasks.arithmetic.as_prompt_completion`."""
     if source == SYNTHETIC_NAME:
         train_size, validation_size = synthetic_sizes
-        splits = arithmetic_splits(train_size, validation_size, validation_size, tuple(synthetic_difficulty), seed)
+        splits = arithmetic_splits(train_size, validation_size, validation_size, tuple(synthetic_difficulty))
         return splits.map(as_prompt_completion)
     path = Path(source).expanduser()
     if path.exists():
@@ -92,12 +87,13 @@ def train_validation_splits(
     train_split: str = "train",
     validation_split: str | None = None,
     validation_fraction: float = 0.1,
-    seed: int = 0,
 ) -> datasets.DatasetDict:
     """Pick the train and validation splits, carving the validation split out of train when there is none.
 
-    A single-row training set (one document, e.g. Tiny Shakespeare) cannot be split by rows: it is returned with
-    no validation split, and `pack_for_language_modeling` holds out the tail of the token stream instead."""
+    The carved split is a fixed shuffle (seed 0), so changing a run's training seed never moves rows between the
+    training and the held-out data. A single-row training set (one document, e.g. Tiny Shakespeare) cannot be split
+    by rows: it is returned with no validation split, and `pack_for_language_modeling` holds out the tail of the
+    token stream instead."""
     if train_split not in raw:
         raise ValueError(f"Split {train_split!r} not found; the data has splits {list(raw)}.")
     train = raw[train_split]
@@ -111,7 +107,7 @@ def train_validation_splits(
         return datasets.DatasetDict(train=train, validation=raw[validation_split])
     if len(train) < 2 or validation_fraction <= 0:
         return datasets.DatasetDict(train=train)
-    held_out = train.train_test_split(test_size=validation_fraction, seed=seed)
+    held_out = train.train_test_split(test_size=validation_fraction, seed=0)
     return datasets.DatasetDict(train=held_out["train"], validation=held_out["test"])
 
 

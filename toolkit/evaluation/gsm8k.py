@@ -10,50 +10,32 @@ string; two answer extractors, each scored by exact match after the harness's no
 
 No match gives "[invalid]". Normalisation removes `,`, `$`, everything up to `#### `, one final `.`, then
 lower-cases; the gold answer is the dataset's `answer` field normalised the same way (the text after `#### `).
+The prompt format, the extractors and the checkers (`verify`, `verify_flexible`) are the arithmetic task's
+(`toolkit.tasks.arithmetic`), so GSM8K itself, the built-in problems and PPO's reward are scored by one function.
 """
 
 import json
 import os
 import random
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset
 
+from ..tasks.arithmetic import (
+    extract_flexible,
+    extract_strict,
+    format_prompt,
+    normalize_answer,
+    verify,
+    verify_flexible,
+)
 from .generation import ModelOrPath, TokenizerOrPath, generate_greedy
 
-STRICT_PATTERN = re.compile(r"#### (\-?[0-9\.\,]+)")
-FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
-# Applied in this order, then lower-casing: the harness's `regexes_to_ignore` for gsm8k.
-IGNORED_PATTERNS = (",", r"\$", r"(?s).*#### ", r"\.$")
-INVALID = "[invalid]"
 STOP_STRINGS = ("Question:", "</s>", "<|im_end|>")  # the harness's `until`; generation also stops at EOS
 LEGACY_STOP_STRINGS = ("\n\n", "Question:")  # the harness's gsm8k before version 3 (Feb 2024): also a blank line
 DEFAULT_SEED = 1234  # the harness's default few-shot seed
-
-
-def extract_strict(output: str) -> str:
-    """strict-match: the number after the first `#### `, or "[invalid]"."""
-    match = STRICT_PATTERN.search(output)
-    return match.group(1).strip() if match else INVALID
-
-
-def extract_flexible(output: str) -> str:
-    """flexible-extract: the last number-like string (it may hold `$`, `,` and `.`), or "[invalid]"."""
-    matches = FLEXIBLE_PATTERN.findall(output)
-    if not matches:
-        return INVALID
-    # Each match is a pair of groups, one of them empty: take the one that matched.
-    return next((group for group in matches[-1] if group), INVALID).strip()
-
-
-def normalize_answer(text: str) -> str:
-    """The harness's exact-match normalisation: drop `,`, `$`, everything up to `#### `, one final `.`; lower case."""
-    for pattern in IGNORED_PATTERNS:
-        text = re.sub(pattern, "", text)
-    return text.lower()
 
 
 def gsm8k_exact_match(outputs: Sequence[str], answers: Sequence[str]) -> dict[str, float]:
@@ -63,10 +45,9 @@ def gsm8k_exact_match(outputs: Sequence[str], answers: Sequence[str]) -> dict[st
         raise ValueError(f"{len(outputs)} outputs but {len(answers)} answers: give one gold answer per output.")
     if not outputs:
         raise ValueError("No outputs to score.")
-    golds = [normalize_answer(answer) for answer in answers]
-    strict = [normalize_answer(extract_strict(output)) == gold for output, gold in zip(outputs, golds)]
-    flexible = [normalize_answer(extract_flexible(output)) == gold for output, gold in zip(outputs, golds)]
-    return {"strict_match": sum(strict) / len(golds), "flexible_extract": sum(flexible) / len(golds)}
+    strict = [verify(output, gold) for output, gold in zip(outputs, answers)]
+    flexible = [verify_flexible(output, gold) for output, gold in zip(outputs, answers)]
+    return {"strict_match": sum(strict) / len(answers), "flexible_extract": sum(flexible) / len(answers)}
 
 
 def load_gsm8k(source: str | os.PathLike | Dataset | Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
@@ -88,12 +69,6 @@ def load_gsm8k(source: str | os.PathLike | Dataset | Sequence[Mapping[str, str]]
     return [{"question": row["question"], "answer": row["answer"]} for row in rows]
 
 
-def format_example(question: str, answer: str | None = None) -> str:
-    """`Question: {q}\\nAnswer: {a}` for an exemplar, `Question: {q}\\nAnswer:` for the question to answer."""
-    prompt = f"Question: {question}\nAnswer:"
-    return prompt if answer is None else f"{prompt} {answer}"
-
-
 def fewshot_prompts(
     questions: Sequence[str],
     train: Sequence[Mapping[str, str]],
@@ -113,8 +88,8 @@ def fewshot_prompts(
     prompts = []
     for question in questions:
         exemplars = rng.sample(list(train), num_fewshot) if num_fewshot else []
-        shots = [format_example(example["question"], example["answer"]) for example in exemplars]
-        prompts.append("\n\n".join([*shots, format_example(question)]))
+        shots = [format_prompt(example["question"], example["answer"]) for example in exemplars]
+        prompts.append("\n\n".join([*shots, format_prompt(question)]))
     return prompts
 
 
@@ -185,8 +160,8 @@ def score_gsm8k(
                 "strict_answer": strict,
                 "flexible_answer": flexible,
                 "gold": gold,
-                "strict_correct": normalize_answer(strict) == gold,
-                "flexible_correct": normalize_answer(flexible) == gold,
+                "strict_correct": verify(output, gold),
+                "flexible_correct": verify_flexible(output, gold),
             }
         )
     return Gsm8kResult(
@@ -257,11 +232,8 @@ __all__ = [
     "LEGACY_STOP_STRINGS",
     "STOP_STRINGS",
     "evaluate_gsm8k",
-    "extract_flexible",
-    "extract_strict",
     "fewshot_prompts",
     "gsm8k_exact_match",
     "load_gsm8k",
-    "normalize_answer",
     "score_gsm8k",
 ]

@@ -35,8 +35,9 @@ from accelerate.utils import gather_object
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import TrlParser
 
-from ..data import SYNTHETIC_NAME, as_prompt_completion, load_raw, make_arithmetic_dataset, require_columns
+from ..data import SYNTHETIC_NAME, load_raw, require_columns
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer
+from ..tasks.arithmetic import as_prompt_completion, make_arithmetic_dataset
 from .bleu import BleuResult, bleu_score, read_segments
 from .generation import generate_greedy
 from .gsm8k import (
@@ -155,9 +156,6 @@ class EvalArguments:
     synthetic_fewshot_size: int = field(default=200, metadata={"help": "'arithmetic': exemplar pool (train split)."})
     synthetic_difficulty: list[int] = field(
         default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
-    synthetic_seed: int = field(
-        default=0, metadata={"help": "'arithmetic': the training run's seed, so the test questions were held out."}
     )
 
 
@@ -333,7 +331,7 @@ def bleu_protocol(result: BleuResult, max_new_tokens: int, stop_strings: Sequenc
 
 
 def synthetic_examples(split: str, size: int, args: EvalArguments) -> datasets.Dataset:
-    return make_arithmetic_dataset(split, size, args.synthetic_difficulty, args.synthetic_seed)
+    return make_arithmetic_dataset(split, size, args.synthetic_difficulty)
 
 
 def pick_split(raw: datasets.DatasetDict, split: str | None, source: str) -> datasets.Dataset:

@@ -10,17 +10,19 @@ from .modeling import (
 )
 from .ppo import PPOConfig, PPOTrainer, Rollout, left_pad, response_logprobs, truncate_after_eos
 from .ppo_core import AdaptiveKLController, FixedKLController
-from .reward import (
+from .preferences import (
     arithmetic_policy_pairs,
-    arithmetic_preference_pairs,
-    evaluate_reward_model,
     load_preference_jsonl,
+    pairs_from_samples,
+    preference_dataset,
+    sampled_preference_pairs,
+)
+from .reward import (
+    evaluate_reward_model,
     load_reward_model,
     make_reward_trainer,
-    preference_dataset,
     reward_model_from_causal_lm,
     reward_scores,
-    sampled_preference_pairs,
 )
 
 __all__ = [
@@ -39,11 +41,11 @@ __all__ = [
     "AdaptiveKLController",
     "FixedKLController",
     "arithmetic_policy_pairs",
-    "arithmetic_preference_pairs",
     "evaluate_reward_model",
     "load_preference_jsonl",
     "load_reward_model",
     "make_reward_trainer",
+    "pairs_from_samples",
     "preference_dataset",
     "reward_model_from_causal_lm",
     "reward_scores",

@@ -4,8 +4,9 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from ..data import SYNTHETIC_NAME, make_arithmetic_dataset
-from .reward import arithmetic_policy_pairs, arithmetic_preference_pairs, load_preference_jsonl
+from ..data import SYNTHETIC_NAME
+from ..tasks.arithmetic import arithmetic_preference_pairs, format_prompt, make_arithmetic_dataset
+from .preferences import arithmetic_policy_pairs, load_preference_jsonl
 
 
 @dataclass
@@ -49,7 +50,8 @@ class PreferenceDataArguments:
 
 
 def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets.DatasetDict:
-    """Training and held-out preference pairs."""
+    """Training and held-out preference pairs. The pairs and the held-out share are fixed (the arithmetic task's
+    fixed draw, a seed-0 split), so a run's training `seed` changes only how the policy's answers are sampled."""
     if args.policy_samples_from is not None and args.dataset != SYNTHETIC_NAME:
         raise ValueError(
             f"--policy_samples_from needs --dataset {SYNTHETIC_NAME} (its answers are judged by exact match); "
@@ -57,13 +59,13 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
         )
     if args.dataset == SYNTHETIC_NAME:
         difficulty = tuple(args.synthetic_difficulty)
-        pairs = arithmetic_preference_pairs(args.num_pairs, "train", difficulty, seed)
+        pairs = arithmetic_preference_pairs(args.num_pairs, "train", difficulty)
         if args.policy_samples_from is not None:
             sampled = arithmetic_policy_pairs(
                 args.policy_samples_from,
                 args.policy_sample_problems,
                 difficulty,
-                seed,
+                seed=seed,
                 num_samples=args.policy_samples_per_problem,
                 temperature=args.policy_sample_temperature,
                 skip_problems=args.num_pairs,
@@ -74,7 +76,7 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
         pairs = load_preference_jsonl(args.dataset, explicit_prompt=args.explicit_prompt)
     else:
         pairs = datasets.load_dataset(args.dataset, args.dataset_config, split="train")
-    held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=seed)
+    held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=0)
     train = held_out["train"]
     # Capped after the split, so the held-out pairs are the same with or without the cap.
     if args.max_train_samples is not None:
@@ -110,20 +112,15 @@ class PPOScriptArguments:
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint-N folder, or 'latest' for the newest one in output_dir."}
     )
-    data_seed: int = field(
-        default=0, metadata={"help": "'arithmetic': the data seed of the SFT run, so test questions stay unseen."}
-    )
 
 
 def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
     """A `prompt` column (plus `final_answer` for arithmetic, which the exact-match reward reads)."""
     if args.dataset == SYNTHETIC_NAME:
-        problems = make_arithmetic_dataset(
-            "train", args.num_prompts, tuple(args.synthetic_difficulty), seed=args.data_seed
-        )
+        problems = make_arithmetic_dataset("train", args.num_prompts, tuple(args.synthetic_difficulty))
         return datasets.Dataset.from_dict(
             {
-                "prompt": [f"Question: {question}\nAnswer:" for question in problems["question"]],
+                "prompt": [format_prompt(question) for question in problems["question"]],
                 "final_answer": problems["final_answer"],
             }
         )

@@ -1,16 +1,12 @@
-"""Reward models: preference data, a scalar reward model from a causal LM, training with TRL's RewardTrainer, and
-pairwise evaluation.
+"""Reward models: a scalar reward model from a causal LM, training with TRL's RewardTrainer, and pairwise evaluation.
 
 A reward model is an `AutoModelForSequenceClassification` with num_labels=1 whose score is read at the last real token.
 TRL's RewardTrainer appends EOS to every chosen/rejected text, so the score is learned at the EOS token; PPO reads it
 at the EOS that ends a response, the same place.
 """
 
-import gzip
-import json
 import math
-import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from copy import deepcopy
 from pathlib import Path
 
@@ -21,198 +17,9 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from trl import RewardConfig, RewardTrainer
 
 from ..adapters import merge_adapter
-from ..evaluation.generation import ModelOrPath, TokenizerOrPath, generate_completions
 from ..loading import model_context_length
 from .modeling import disable_dropout, sequence_scores, unwrap_peft
-
-HH_ASSISTANT_MARKER = "\n\nAssistant:"
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Preference data
-
-
-def validate_preference_row(row: dict, where: str) -> None:
-    """Raise a ValueError naming `where` (e.g. "data.jsonl line 7") for a row that cannot train a reward model."""
-    if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected an object with 'chosen' and 'rejected', got {type(row).__name__}.")
-    for key in ("chosen", "rejected"):
-        if key not in row:
-            raise ValueError(f"{where}: missing {key!r} (keys: {sorted(row)}).")
-        if not isinstance(row[key], str):
-            raise ValueError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}.")
-        if not row[key].strip():
-            raise ValueError(f"{where}: {key!r} is empty.")
-    if "prompt" in row and not isinstance(row["prompt"], str):
-        raise ValueError(f"{where}: 'prompt' must be a string, got {type(row['prompt']).__name__}.")
-    if row["chosen"] == row["rejected"]:
-        raise ValueError(f"{where}: 'chosen' and 'rejected' are identical, so the pair teaches no preference.")
-
-
-def split_prompt(chosen: str, rejected: str, marker: str = HH_ASSISTANT_MARKER) -> tuple[str, str, str]:
-    """Turn an implicit-prompt pair (two whole dialogues) into (prompt, chosen, rejected).
-
-    The prompt is the dialogue up to and including the last `marker` of `chosen`, when `rejected` starts with the same
-    text and both answers after it are non-empty; otherwise the prompt is "" and the texts are returned unchanged.
-    """
-    cut = chosen.rfind(marker)
-    if cut < 0:
-        return "", chosen, rejected
-    prompt = chosen[: cut + len(marker)]
-    if not rejected.startswith(prompt) or not chosen[len(prompt) :].strip() or not rejected[len(prompt) :].strip():
-        return "", chosen, rejected
-    return prompt, chosen[len(prompt) :], rejected[len(prompt) :]
-
-
-def preference_dataset(rows: Sequence[dict], source: str = "row", explicit_prompt: bool = False) -> datasets.Dataset:
-    """A validated `datasets.Dataset` with `chosen`/`rejected` columns, plus `prompt` when the rows have one or when
-    `explicit_prompt` splits hh-rlhf-style dialogues (`split_prompt`). Errors name `source` and the row index."""
-    for index, row in enumerate(rows):
-        validate_preference_row(row, f"{source} {index}")
-    with_prompt = explicit_prompt or any("prompt" in row for row in rows)
-    columns = {"prompt": [], "chosen": [], "rejected": []} if with_prompt else {"chosen": [], "rejected": []}
-    for row in rows:
-        prompt, chosen, rejected = row.get("prompt", ""), row["chosen"], row["rejected"]
-        if explicit_prompt and not prompt:
-            prompt, chosen, rejected = split_prompt(chosen, rejected)
-        if with_prompt:
-            columns["prompt"].append(prompt)
-        columns["chosen"].append(chosen)
-        columns["rejected"].append(rejected)
-    return datasets.Dataset.from_dict(columns)
-
-
-def load_preference_jsonl(path: str | Path, explicit_prompt: bool = False) -> datasets.Dataset:
-    """Read preference pairs from JSON Lines (`.jsonl` or gzip-compressed `.jsonl.gz`).
-
-    Each line is an object with `chosen` and `rejected` (hh-rlhf: two whole dialogues, an implicit prompt) and
-    optionally `prompt`. Bad lines raise a ValueError naming the file and the 1-based line number.
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} line {line_number}: not valid JSON ({error}).") from error
-            validate_preference_row(row, f"{path} line {line_number}")
-            rows.append(row)
-    if not rows:
-        raise ValueError(f"{path} holds no preference pairs.")
-    return preference_dataset(rows, source=str(path), explicit_prompt=explicit_prompt)
-
-
-def arithmetic_preference_pairs(
-    num_pairs: int = 1000,
-    split: str = "train",
-    difficulty: int | Iterable[int] = (1, 2, 3),
-    seed: int = 0,
-) -> datasets.Dataset:
-    """Verifiable preference pairs from synthetic GSM8K-style problems: the correct worked solution is chosen, the
-    same solution with one wrong calculation (carried through to a wrong final answer) is rejected.
-
-    Columns: `prompt` ("Question: ...\\nAnswer:", the lm-evaluation-harness GSM8K format), `chosen`, `rejected`,
-    `final_answer`.
-    """
-    from ..data.synthetic import corrupt_solution, make_arithmetic_dataset
-
-    problems = make_arithmetic_dataset(split=split, num_examples=num_pairs, difficulty=difficulty, seed=seed)
-    rng = random.Random(seed)
-    return datasets.Dataset.from_dict(
-        {
-            "prompt": [f"Question: {question}\nAnswer:" for question in problems["question"]],
-            "chosen": [f" {answer}" for answer in problems["answer"]],
-            "rejected": [f" {corrupt_solution(answer, rng)}" for answer in problems["answer"]],
-            "final_answer": problems["final_answer"],
-        }
-    )
-
-
-def sampled_preference_pairs(
-    policy: ModelOrPath,
-    tokenizer: TokenizerOrPath,
-    prompts: Sequence[str],
-    is_correct: Callable[[int, str], bool],
-    *,
-    num_samples: int = 4,
-    temperature: float = 1.0,
-    max_new_tokens: int = 64,
-    references: Sequence[str] | None = None,
-    seed: int = 0,
-    show_progress: bool = True,
-) -> datasets.Dataset:
-    """Preference pairs from a policy's own samples, judged by a verifier: the data a reward model needs to rank what
-    PPO will actually generate (corrupted references alone teach it other mistakes than the policy's).
-
-    `num_samples` completions are sampled per prompt at `temperature`; `is_correct(prompt_index, completion)` judges
-    each. Every distinct wrong, non-empty completion becomes a rejected answer, paired with a right completion of the
-    same prompt drawn at random, or with `references[prompt_index]` when no sample is right (without references such
-    prompts give no pair). Prompts whose samples are all right give no pair. Columns: prompt, chosen, rejected.
-    """
-    if num_samples < 2 and references is None:
-        raise ValueError(f"Pairs from samples need num_samples >= 2 (or references), got {num_samples}.")
-    torch.manual_seed(seed)
-    completions = generate_completions(
-        policy,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=max(1, 64 // num_samples),
-        temperature=temperature,
-        num_samples=num_samples,
-        show_progress=show_progress,
-    )
-    rng = random.Random(seed)
-    rows = []
-    for index, prompt in enumerate(prompts):
-        samples = completions[index * num_samples : (index + 1) * num_samples]
-        judged = [(text, is_correct(index, text)) for text in dict.fromkeys(samples)]
-        right = [text for text, correct in judged if correct]
-        wrong = [text for text, correct in judged if not correct and text.strip()]
-        if not right and references is not None:
-            right = [references[index]]
-        rows += [{"prompt": prompt, "chosen": rng.choice(right), "rejected": text} for text in wrong if right]
-    columns = datasets.Features({name: datasets.Value("string") for name in ("prompt", "chosen", "rejected")})
-    return datasets.Dataset.from_list(rows, features=columns)
-
-
-def arithmetic_policy_pairs(
-    policy: ModelOrPath,
-    num_problems: int = 2000,
-    difficulty: int | Iterable[int] = (1, 2, 3),
-    seed: int = 0,
-    num_samples: int = 4,
-    temperature: float = 1.0,
-    skip_problems: int = 0,
-    show_progress: bool = True,
-) -> datasets.Dataset:
-    """`sampled_preference_pairs` on training problems of the built-in arithmetic set, in the `Question:/Answer:`
-    format, judged by exact match of the final answer; the reference solution stands in when no sample is right.
-    `skip_problems` starts after the problems another set of pairs already uses."""
-    from ..data.synthetic import extract_final_answer, make_arithmetic_dataset
-
-    problems = make_arithmetic_dataset("train", skip_problems + num_problems, difficulty, seed)
-    problems = problems.select(range(skip_problems, skip_problems + num_problems))
-    answers = problems["final_answer"]
-    return sampled_preference_pairs(
-        policy,
-        None,
-        [f"Question: {question}\nAnswer:" for question in problems["question"]],
-        lambda index, text: extract_final_answer(text) == answers[index],
-        num_samples=num_samples,
-        temperature=temperature,
-        references=[f" {answer}" for answer in problems["answer"]],
-        seed=seed,
-        show_progress=show_progress,
-    )
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Models
+from .preferences import validate_preference_row
 
 
 def init_reward_head(model: nn.Module) -> None:
@@ -383,14 +190,6 @@ def evaluate_reward_model(
 
 
 __all__ = [
-    "HH_ASSISTANT_MARKER",
-    "validate_preference_row",
-    "split_prompt",
-    "preference_dataset",
-    "load_preference_jsonl",
-    "arithmetic_preference_pairs",
-    "sampled_preference_pairs",
-    "arithmetic_policy_pairs",
     "init_reward_head",
     "reward_model_from_causal_lm",
     "load_reward_model",

@@ -18,7 +18,7 @@ def prepare_pretraining(
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, datasets.DatasetDict]:
     """Tokenizer, fresh model and packed train/validation blocks of a pretraining run (seeded)."""
     set_seed(training_args.seed)
-    splits = load_training_splits(data_args, training_args.seed)
+    splits = load_training_splits(data_args)
     tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
     model = build_model(model_args, tokenizer, data_args.block_size)
     with training_args.main_process_first(desc="tokenizing and packing"):
@@ -107,7 +107,7 @@ def fine_tune(
             "Fine-tuning needs a pretrained model: pass --model_name_or_path (e.g. openai-community/gpt2)."
         )
     set_seed(training_args.seed)
-    splits = load_training_splits(data_args, training_args.seed)
+    splits = load_training_splits(data_args)
     tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
     model = adapt(
         build_model(model_args, tokenizer, data_args.block_size), model_args, adapter_args, data_args.block_size

@@ -14,22 +14,21 @@ from .arguments import DataArguments, ModelArguments
 ARCHITECTURES = ("gpt", "gpt2")
 
 
-def load_training_splits(args: DataArguments, seed: int) -> datasets.DatasetDict:
-    """Train (and, when the data allows, validation) splits with the columns the run needs, capped in size."""
+def load_training_splits(args: DataArguments) -> datasets.DatasetDict:
+    """Train (and, when the data allows, validation) splits with the columns the run needs, capped in size. They
+    never depend on the run's training seed."""
     raw = load_raw(
         args.dataset,
         config_name=args.dataset_config,
         text_sample_by=args.text_sample_by,
         synthetic_sizes=(args.synthetic_train_size, args.synthetic_validation_size),
         synthetic_difficulty=args.synthetic_difficulty,
-        seed=seed,
     )
     splits = train_validation_splits(
         raw,
         train_split=args.train_split,
         validation_split=args.validation_split,
         validation_fraction=args.validation_fraction,
-        seed=seed,
     )
     columns = [c for c in (args.prompt_column, args.completion_column) if c] or [args.text_column]
     limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}

@@ -1,22 +1,15 @@
-"""GSM8K-style arithmetic word problems, generated on the fly (nothing to download).
+"""The word-problem templates of the arithmetic task: names, things, and one function per kind of problem.
 
-Each problem has a step-by-step solution in GSM8K's format: one line per calculation, with a `<<48/2=24>>`
-calculator annotation, then a final line `#### 24`. Difficulty d means exactly d calculation steps:
-1 = one operation on small numbers, 2 = two steps, 3 = three steps including multiplication and exact division.
-
-Splits never share a question: every question is assigned to train, validation or test by a hash of its text
-(salted with the seed), and each split keeps the questions that hash to it. Use the same `seed` for all splits.
+A template draws its numbers from the task's random stream and returns (question, solution lines, answer); a
+level-d template writes exactly d calculations, each in GSM8K's form `4*6 = <<4*6=24>>24`. `toolkit.tasks.arithmetic`
+turns them into problems, splits and prompts.
 """
 
-import hashlib
 import operator
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-import datasets
-
-SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 DIFFICULTIES = (1, 2, 3)
 
 NAMES = (
@@ -59,10 +52,10 @@ OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": oper
 # A calculation as the solutions write it: "4*6 = <<4*6=24>>24", or "4*6 = 24" without annotations.
 CALCULATION = re.compile(r"(?P<left>\d+)(?P<op>[-+*/])(?P<right>\d+) = (?:<<[^>]*>>)?(?P<result>\d+)")
 ANNOTATION = re.compile(r"<<[^>]*>>")
-FINAL_ANSWER = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 
 
-def _render(left: str, op: str, right: str, result: int, annotated: bool) -> str:
+def render_calculation(left: str, op: str, right: str, result: int, annotated: bool) -> str:
+    """`4*6 = <<4*6=24>>24`, or `4*6 = 24` without the calculator annotation."""
     expression = f"{left}{op}{right}"
     return f"{expression} = <<{expression}={result}>>{result}" if annotated else f"{expression} = {result}"
 
@@ -72,7 +65,7 @@ def calc(left: int, op: str, right: int) -> tuple[str, int]:
     if op == "/" and left % right != 0:
         raise ValueError(f"{left}/{right} is not an integer")
     result = OPERATIONS[op](left, right)
-    return _render(str(left), op, str(right), result, annotated=True), result
+    return render_calculation(str(left), op, str(right), result, annotated=True), result
 
 
 class Problem:
@@ -288,156 +281,3 @@ TEMPLATES: dict[int, tuple[Template, ...]] = {
     2: (packs_then_give, collect_then_give, change, daily_then_more, buy_then_share, more_than),
     3: (boxes_shared, wages, bakery, shopping, harvest),
 }
-
-
-def split_of(question: str, seed: int) -> str:
-    """The split a question belongs to for this seed: a salted hash of its text, so splits never share one."""
-    digest = hashlib.blake2b(f"{seed}:{question}".encode(), digest_size=8).digest()
-    position = int.from_bytes(digest, "big") / 2**64
-    for split, fraction in SPLIT_FRACTIONS.items():
-        if position < fraction:
-            return split
-        position -= fraction
-    return split  # float rounding can leave `position` a hair above the last fraction
-
-
-def _levels(difficulty: int | Iterable[int]) -> tuple[int, ...]:
-    levels = (difficulty,) if isinstance(difficulty, int) else tuple(difficulty)
-    if not levels or any(level not in TEMPLATES for level in levels):
-        raise ValueError(f"difficulty must be one of {DIFFICULTIES} or a collection of them, got {difficulty!r}.")
-    return levels
-
-
-def _generate(
-    sizes: dict[str, int], difficulty: int | Iterable[int], seed: int, calculator_annotations: bool
-) -> dict[str, datasets.Dataset]:
-    """Draw problems from one seeded stream and route each to its split until every split has its size."""
-    for split in sizes:
-        if split not in SPLIT_FRACTIONS:
-            raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLIT_FRACTIONS)}.")
-    levels = _levels(difficulty)
-    rng = random.Random(seed)
-    rows = {split: {"question": [], "answer": [], "final_answer": [], "difficulty": []} for split in sizes}
-    missing = {split: size for split, size in sizes.items() if size > 0}
-    seen = set()
-    # The smallest split receives ~10% of the draws; far more draws than that means the templates are exhausted.
-    max_draws = 100 * sum(sizes.values()) + 1000
-    for _ in range(max_draws):
-        if not missing:
-            break
-        level = rng.choice(levels)
-        question, lines, answer = rng.choice(TEMPLATES[level])(rng, Problem(rng))
-        split = split_of(question, seed)
-        if split not in missing or question in seen:
-            continue
-        seen.add(question)
-        solution = "\n".join([*lines, f"#### {answer}"])
-        if not calculator_annotations:
-            solution = ANNOTATION.sub("", solution)
-        split_rows = rows[split]
-        split_rows["question"].append(question)
-        split_rows["answer"].append(solution)
-        split_rows["final_answer"].append(str(answer))
-        split_rows["difficulty"].append(level)
-        missing[split] -= 1
-        if missing[split] == 0:
-            del missing[split]
-    if missing:
-        raise ValueError(
-            f"Could not draw {sizes} distinct problems at difficulty {levels}: the templates ran out of new "
-            "questions. Ask for fewer examples or include higher difficulties."
-        )
-    return {split: datasets.Dataset.from_dict(split_rows) for split, split_rows in rows.items()}
-
-
-def make_arithmetic_dataset(
-    split: str = "train",
-    num_examples: int = 1000,
-    difficulty: int | Iterable[int] = DIFFICULTIES,
-    seed: int = 0,
-    calculator_annotations: bool = True,
-) -> datasets.Dataset:
-    """GSM8K-style word problems with columns `question`, `answer`, `final_answer`, `difficulty`.
-
-    `answer` is the worked solution ending in `#### N`, `final_answer` is N as a string. The same arguments give
-    the same rows, and the rows equal those of `arithmetic_splits(...)[split]` with the same seed and difficulty.
-
-    Args:
-        split: "train", "validation" or "test"; questions never repeat across splits with the same seed.
-        num_examples: number of distinct problems.
-        difficulty: a level in 1..3 (= number of calculation steps), or several to mix uniformly.
-        seed: picks the problems and the assignment of questions to splits.
-        calculator_annotations: keep GSM8K's `<<4*6=24>>` annotations in the solutions.
-    """
-    return _generate({split: num_examples}, difficulty, seed, calculator_annotations)[split]
-
-
-def arithmetic_splits(
-    train_size: int = 1000,
-    validation_size: int = 100,
-    test_size: int = 100,
-    difficulty: int | Iterable[int] = DIFFICULTIES,
-    seed: int = 0,
-    calculator_annotations: bool = True,
-) -> datasets.DatasetDict:
-    """Train, validation and test splits of `make_arithmetic_dataset`, with no question in two splits."""
-    sizes = {"train": train_size, "validation": validation_size, "test": test_size}
-    return datasets.DatasetDict(_generate(sizes, difficulty, seed, calculator_annotations))
-
-
-def extract_final_answer(text: str) -> str | None:
-    """The number after `#### ` (commas removed), or None when the text has no final answer line."""
-    match = FINAL_ANSWER.search(text)
-    return match.group(1).replace(",", "") if match else None
-
-
-def _with_wrong_step(answer_text: str, calculations: list[re.Match], target: int, wrong: int) -> str | None:
-    """The solution with calculation `target` giving `wrong`, carried into the later calculations that use it.
-
-    None when that makes a later step fractional or negative, or leaves the final answer unchanged.
-    """
-    first = calculations[target]
-    annotated = "<<" in first[0]
-    pieces = [answer_text[: first.start()], _render(first["left"], first["op"], first["right"], wrong, annotated)]
-    end, final = first.end(), wrong
-    changed = {first["result"]: str(wrong)}
-    for match in calculations[target + 1 :]:
-        left = changed.get(match["left"], match["left"])
-        right = changed.get(match["right"], match["right"])
-        if (left, right) == (match["left"], match["right"]):
-            final = int(match["result"])
-            continue
-        if match["op"] == "/" and int(left) % int(right) != 0:
-            return None
-        final = OPERATIONS[match["op"]](int(left), int(right))
-        if final < 0:
-            return None
-        changed[match["result"]] = str(final)
-        pieces += [answer_text[end : match.start()], _render(left, match["op"], right, final, annotated)]
-        end = match.end()
-    if str(final) == calculations[-1]["result"]:
-        return None
-    return FINAL_ANSWER.sub(f"#### {final}", "".join(pieces) + answer_text[end:], count=1)
-
-
-def corrupt_solution(answer_text: str, rng: random.Random) -> str:
-    """A plausible but wrong solution: one calculation gets a wrong result, carried through the later steps.
-
-    The final `#### N` always differs from the original one, so (original, corrupted) makes a (chosen, rejected)
-    pair for reward modelling. Text whose last calculation is not the final answer only gets a wrong final answer.
-    """
-    gold = extract_final_answer(answer_text)
-    if gold is None:
-        raise ValueError("The solution has no final answer line `#### N`.")
-    calculations = list(CALCULATION.finditer(answer_text))
-    if calculations and calculations[-1]["result"] == gold:
-        for _ in range(20):
-            target = rng.randrange(len(calculations))
-            result = int(calculations[target]["result"])
-            wrong = result + rng.choice((-1, 1)) * rng.randint(1, max(2, result // 4))
-            corrupted = _with_wrong_step(answer_text, calculations, target, wrong) if wrong >= 0 else None
-            if corrupted is not None:
-                return corrupted
-        # An off-by-one slip in the last step always works.
-        return _with_wrong_step(answer_text, calculations, len(calculations) - 1, int(gold) + 1)
-    return FINAL_ANSWER.sub(f"#### {int(float(gold)) + rng.randint(1, 9)}", answer_text)

@@ -1,0 +1,232 @@
+"""Preference pairs for reward models: hh-rlhf style files and rows, validated with the row at fault named, and
+pairs from a policy's own samples judged by a verifier."""
+
+import gzip
+import json
+import random
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import datasets
+import torch
+
+from ..evaluation.generation import ModelOrPath, TokenizerOrPath, generate_completions
+from ..tasks.arithmetic import DIFFICULTIES, format_prompt, make_arithmetic_dataset, verify
+
+HH_ASSISTANT_MARKER = "\n\nAssistant:"
+
+
+def validate_preference_row(row: dict, where: str) -> None:
+    """Raise a ValueError naming `where` (e.g. "data.jsonl line 7") for a row that cannot train a reward model."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected an object with 'chosen' and 'rejected', got {type(row).__name__}.")
+    for key in ("chosen", "rejected"):
+        if key not in row:
+            raise ValueError(f"{where}: missing {key!r} (keys: {sorted(row)}).")
+        if not isinstance(row[key], str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}.")
+        if not row[key].strip():
+            raise ValueError(f"{where}: {key!r} is empty.")
+    if "prompt" in row and not isinstance(row["prompt"], str):
+        raise ValueError(f"{where}: 'prompt' must be a string, got {type(row['prompt']).__name__}.")
+    if row["chosen"] == row["rejected"]:
+        raise ValueError(f"{where}: 'chosen' and 'rejected' are identical, so the pair teaches no preference.")
+
+
+def split_prompt(chosen: str, rejected: str, marker: str = HH_ASSISTANT_MARKER) -> tuple[str, str, str]:
+    """Turn an implicit-prompt pair (two whole dialogues) into (prompt, chosen, rejected).
+
+    The prompt is the dialogue up to and including the last `marker` of `chosen`, when `rejected` starts with the same
+    text and both answers after it are non-empty; otherwise the prompt is "" and the texts are returned unchanged.
+    """
+    cut = chosen.rfind(marker)
+    if cut < 0:
+        return "", chosen, rejected
+    prompt = chosen[: cut + len(marker)]
+    if not rejected.startswith(prompt) or not chosen[len(prompt) :].strip() or not rejected[len(prompt) :].strip():
+        return "", chosen, rejected
+    return prompt, chosen[len(prompt) :], rejected[len(prompt) :]
+
+
+def preference_dataset(rows: Sequence[dict], source: str = "row", explicit_prompt: bool = False) -> datasets.Dataset:
+    """A validated `datasets.Dataset` with `chosen`/`rejected` columns, plus `prompt` when the rows have one or when
+    `explicit_prompt` splits hh-rlhf-style dialogues (`split_prompt`). Errors name `source` and the row index."""
+    for index, row in enumerate(rows):
+        validate_preference_row(row, f"{source} {index}")
+    with_prompt = explicit_prompt or any("prompt" in row for row in rows)
+    columns = {"prompt": [], "chosen": [], "rejected": []} if with_prompt else {"chosen": [], "rejected": []}
+    for row in rows:
+        prompt, chosen, rejected = row.get("prompt", ""), row["chosen"], row["rejected"]
+        if explicit_prompt and not prompt:
+            prompt, chosen, rejected = split_prompt(chosen, rejected)
+        if with_prompt:
+            columns["prompt"].append(prompt)
+        columns["chosen"].append(chosen)
+        columns["rejected"].append(rejected)
+    return datasets.Dataset.from_dict(columns)
+
+
+def load_preference_jsonl(path: str | Path, explicit_prompt: bool = False) -> datasets.Dataset:
+    """Read preference pairs from JSON Lines (`.jsonl` or gzip-compressed `.jsonl.gz`).
+
+    Each line is an object with `chosen` and `rejected` (hh-rlhf: two whole dialogues, an implicit prompt) and
+    optionally `prompt`. Bad lines raise a ValueError naming the file and the 1-based line number.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} line {line_number}: not valid JSON ({error}).") from error
+            validate_preference_row(row, f"{path} line {line_number}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} holds no preference pairs.")
+    return preference_dataset(rows, source=str(path), explicit_prompt=explicit_prompt)
+
+
+def sample_completions(
+    policy: ModelOrPath,
+    tokenizer: TokenizerOrPath,
+    prompts: Sequence[str],
+    *,
+    num_samples: int = 4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> list[str]:
+    """`num_samples` completions per prompt at `temperature` (pure sampling), grouped by prompt, seeded by `seed`."""
+    torch.manual_seed(seed)
+    return generate_completions(
+        policy,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=max(1, 64 // num_samples),
+        temperature=temperature,
+        num_samples=num_samples,
+        show_progress=show_progress,
+    )
+
+
+def sampled_preference_pairs(
+    policy: ModelOrPath,
+    tokenizer: TokenizerOrPath,
+    prompts: Sequence[str],
+    is_correct: Callable[[int, str], bool],
+    *,
+    num_samples: int = 4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    references: Sequence[str] | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> datasets.Dataset:
+    """Preference pairs from a policy's own samples, judged by a verifier: the data a reward model needs to rank what
+    PPO will actually generate (corrupted references alone teach it other mistakes than the policy's).
+
+    `num_samples` completions are sampled per prompt at `temperature` (`sample_completions`), then paired by
+    `pairs_from_samples` with `is_correct(prompt_index, completion)` as the judge. Columns: prompt, chosen, rejected.
+    """
+    if num_samples < 2 and references is None:
+        raise ValueError(f"Pairs from samples need num_samples >= 2 (or references), got {num_samples}.")
+    completions = sample_completions(
+        policy,
+        tokenizer,
+        prompts,
+        num_samples=num_samples,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        show_progress=show_progress,
+    )
+    return pairs_from_samples(prompts, completions, is_correct, references=references, seed=seed)
+
+
+def pairs_from_samples(
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    is_correct: Callable[[int, str], bool],
+    *,
+    references: Sequence[str] | None = None,
+    seed: int = 0,
+) -> datasets.Dataset:
+    """Pairs from completions already drawn, grouped by prompt (the same number per prompt).
+
+    Every distinct wrong, non-empty completion becomes a rejected answer, paired with a right completion of the same
+    prompt drawn at random, or with `references[prompt_index]` when no sample is right (without references such
+    prompts give no pair). Prompts whose samples are all right give no pair."""
+    if not prompts or len(completions) % len(prompts) != 0:
+        raise ValueError(
+            f"{len(completions)} completions for {len(prompts)} prompts: give the same number per prompt."
+        )
+    num_samples = len(completions) // len(prompts)
+    rng = random.Random(seed)
+    rows = []
+    for index, prompt in enumerate(prompts):
+        samples = completions[index * num_samples : (index + 1) * num_samples]
+        judged = [(text, is_correct(index, text)) for text in dict.fromkeys(samples)]
+        right = [text for text, correct in judged if correct]
+        wrong = [text for text, correct in judged if not correct and text.strip()]
+        if not right and references is not None:
+            right = [references[index]]
+        rows += [{"prompt": prompt, "chosen": rng.choice(right), "rejected": text} for text in wrong if right]
+    columns = datasets.Features({name: datasets.Value("string") for name in ("prompt", "chosen", "rejected")})
+    return datasets.Dataset.from_list(rows, features=columns)
+
+
+def arithmetic_pairs_from_samples(
+    problems: datasets.Dataset, completions: Sequence[str], seed: int = 0
+) -> datasets.Dataset:
+    """`pairs_from_samples` for arithmetic problems (`make_arithmetic_dataset` rows): prompts in the task's format,
+    completions judged by the task's `verify`, the reference solution standing in when no sample is right."""
+    answers = problems["final_answer"]
+    return pairs_from_samples(
+        [format_prompt(question) for question in problems["question"]],
+        completions,
+        lambda index, text: verify(text, answers[index]),
+        references=[f" {answer}" for answer in problems["answer"]],
+        seed=seed,
+    )
+
+
+def arithmetic_policy_pairs(
+    policy: ModelOrPath,
+    num_problems: int = 2000,
+    difficulty: int | Iterable[int] = DIFFICULTIES,
+    seed: int = 0,
+    num_samples: int = 4,
+    temperature: float = 1.0,
+    skip_problems: int = 0,
+    show_progress: bool = True,
+) -> datasets.Dataset:
+    """Pairs from the policy's own answers to training problems of the arithmetic task (`sample_completions`, then
+    `arithmetic_pairs_from_samples`). `skip_problems` starts after the problems another set of pairs already uses.
+    `seed` seeds the sampling; the problems are the task's fixed draw."""
+    problems = make_arithmetic_dataset("train", skip_problems + num_problems, difficulty)
+    problems = problems.select(range(skip_problems, skip_problems + num_problems))
+    prompts = [format_prompt(question) for question in problems["question"]]
+    completions = sample_completions(
+        policy, None, prompts, num_samples=num_samples, temperature=temperature, seed=seed, show_progress=show_progress
+    )
+    return arithmetic_pairs_from_samples(problems, completions, seed)
+
+
+__all__ = [
+    "HH_ASSISTANT_MARKER",
+    "arithmetic_pairs_from_samples",
+    "arithmetic_policy_pairs",
+    "load_preference_jsonl",
+    "pairs_from_samples",
+    "preference_dataset",
+    "sample_completions",
+    "sampled_preference_pairs",
+    "split_prompt",
+    "validate_preference_row",
+]
