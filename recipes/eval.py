@@ -11,19 +11,9 @@ computed once, so the numbers do not depend on N. Any YAML key can be overridden
 
 import sys
 
-from trl import TrlParser
+from toolkit.pipelines.eval import build_parser, main
 
-from toolkit.evaluation.runner import EvalArguments, evaluate_models
-
-
-def build_parser() -> TrlParser:
-    return TrlParser(EvalArguments, prog="eval.py")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    (args,) = build_parser().parse_args_and_config(argv)
-    return evaluate_models(args)
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

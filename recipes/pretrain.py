@@ -9,23 +9,9 @@ Any YAML key can be overridden on the command line, e.g. `--max_steps 100 --outp
 
 import sys
 
-from transformers import TrainingArguments
-from trl import TrlParser
+from toolkit.pipelines.pretrain import build_parser, main
 
-from toolkit.training import DataArguments, ModelArguments, RunArguments, pretrain
-
-
-def build_parser() -> TrlParser:
-    return TrlParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="pretrain.py")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, run_args, training_args = build_parser().parse_args_and_config(argv)
-    metrics = pretrain(model_args, data_args, run_args, training_args)
-    if training_args.process_index == 0:
-        print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
-    return metrics
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

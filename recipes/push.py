@@ -11,19 +11,9 @@ HF_TOKEN (or run `hf auth login`) and pass `--repo_id <you>/<name> --dry_run fal
 
 import sys
 
-from trl import TrlParser
+from toolkit.pipelines.push import build_parser, main
 
-from toolkit.hub import PushArguments, PushResult, push_on_main_process
-
-
-def build_parser() -> TrlParser:
-    return TrlParser(PushArguments, prog="push.py")
-
-
-def main(argv: list[str] | None = None) -> PushResult | None:
-    (args,) = build_parser().parse_args_and_config(argv)
-    return push_on_main_process(args)
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -7,26 +7,9 @@ Launch:
 
 import sys
 
-from trl import RewardConfig, TrlParser
+from toolkit.pipelines.reward import build_parser, main
 
-from toolkit.rlhf.arguments import PreferenceDataArguments, RewardModelArguments
-from toolkit.rlhf.pipelines import train_reward_model
-from toolkit.training import AdapterArguments, RunArguments
-
-
-def build_parser() -> TrlParser:
-    return TrlParser(
-        (RewardModelArguments, PreferenceDataArguments, AdapterArguments, RunArguments, RewardConfig), prog="reward.py"
-    )
-
-
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
-    metrics = train_reward_model(model_args, data_args, adapter_args, run_args, config)
-    if config.process_index == 0:
-        print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
-    return metrics
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -10,23 +10,9 @@ Any YAML key can be overridden on the command line, e.g. `--method prompt_tuning
 
 import sys
 
-from transformers import TrainingArguments
-from trl import TrlParser
+from toolkit.pipelines.sft import build_parser, main
 
-from toolkit.training import AdapterArguments, DataArguments, ModelArguments, RunArguments, fine_tune
-
-
-def build_parser() -> TrlParser:
-    return TrlParser((ModelArguments, DataArguments, AdapterArguments, RunArguments, TrainingArguments), prog="sft.py")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, adapter_args, run_args, training_args = build_parser().parse_args_and_config(argv)
-    metrics = fine_tune(model_args, data_args, adapter_args, run_args, training_args)
-    if training_args.process_index == 0:
-        print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
-    return metrics
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     main(sys.argv[1:])

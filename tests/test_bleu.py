@@ -7,7 +7,8 @@ import torch
 from transformers import GPT2TokenizerFast
 
 from toolkit import GPTConfig, GPTForCausalLM
-from toolkit.evaluation import bleu_score, bleu_score_files, generate_and_score_bleu, generate_greedy
+from toolkit.evaluation import bleu_score, bleu_score_files, generate_and_score_bleu
+from toolkit.generation import generate_greedy
 
 SIGNATURE_13A = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 

@@ -8,7 +8,7 @@ import torch
 
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.cli import main
-from toolkit.generation import GenerateArguments, generate
+from toolkit.generation import GenerateArguments, stream_completions
 from toolkit.tokenization import build_char_tokenizer
 
 
@@ -36,7 +36,7 @@ def test_generate_streams_the_completion_it_returns(model_dir, tmp_path):
     stream = tmp_path / "stream.txt"
     args = GenerateArguments(str(model_dir), prompt="hello", max_new_tokens=20, seed=3)
     with open(stream, "w") as handle:
-        (completion,) = generate(args, stream=handle)
+        (completion,) = stream_completions(args, stream=handle)
     assert len(completion) > 0
     assert completion in stream.read_text()
 
@@ -46,7 +46,7 @@ def test_same_seed_same_sample_and_greedy_is_deterministic(model_dir):
         fields = dict(prompt="abc", max_new_tokens=30, seed=7, top_k=None)
         args = GenerateArguments(str(model_dir), **{**fields, **overrides})
         with open("/dev/null", "w") as sink:
-            return generate(args, stream=sink)[0]
+            return stream_completions(args, stream=sink)[0]
 
     assert sample() == sample()
     assert sample(seed=8) != sample()
@@ -67,12 +67,12 @@ def test_generate_command_line(model_dir):
 
 def test_generate_rejects_bad_sampling_settings(model_dir):
     with pytest.raises(ValueError, match="top_p must be in \\(0, 1\\]"):
-        generate(GenerateArguments(str(model_dir), top_p=1.5, max_new_tokens=2))
+        stream_completions(GenerateArguments(str(model_dir), top_p=1.5, max_new_tokens=2))
     with pytest.raises(ValueError, match="exceeds the model's context of 1024 tokens"):
-        generate(GenerateArguments(str(model_dir), max_new_tokens=2000))
+        stream_completions(GenerateArguments(str(model_dir), max_new_tokens=2000))
 
 
 def test_generate_from_a_folder_without_a_tokenizer(tmp_path):
     GPTForCausalLM(GPTConfig.from_preset("tiny")).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="No tokenizer could be loaded .*tokenizer.save_pretrained"):
-        generate(GenerateArguments(str(tmp_path)))
+        stream_completions(GenerateArguments(str(tmp_path)))

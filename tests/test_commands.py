@@ -12,9 +12,9 @@ from trl import TrlParser
 
 from recipes_loader import REPO, load_recipe
 from toolkit.bench import BENCHMARKS
-from toolkit.demo import DemoArguments
 from toolkit.generation import GenerateArguments
-from toolkit.hub import parse_arguments as parse_push_arguments
+from toolkit.pipelines import demo, eval, ppo, pretrain, reward, sft
+from toolkit.pipelines.push import parse_arguments as parse_push_arguments
 
 README = REPO / "README.md"
 ACCELERATE_FLAGS_WITH_VALUE = {"--config_file", "--num_processes", "--mixed_precision", "--num_machines"}
@@ -64,10 +64,11 @@ def check_accelerate_launch(command: str) -> None:
 def check_toolkit_command(command: str) -> None:
     words = shlex.split(command, comments=True)
     assert words[0] == "toolkit", command
+    jobs = {"pretrain": pretrain, "sft": sft, "reward": reward, "ppo": ppo, "eval": eval, "demo": demo}
     if words[1] == "generate":
         TrlParser(GenerateArguments).parse_args_and_config(words[2:])
-    elif words[1] == "demo":
-        TrlParser(DemoArguments).parse_args_and_config(words[2:])
+    elif words[1] in jobs:
+        jobs[words[1]].build_parser().parse_args_and_config(words[2:])
     elif words[1] == "push":
         parse_push_arguments(words[2:])
     elif words[1] == "bench":

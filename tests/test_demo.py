@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from toolkit.demo import EVALUATED, FULL, QUICK, STAGE_FILE, DemoArguments, demo_sizes, run_demo
+from toolkit.pipelines.demo import EVALUATED, FULL, QUICK, STAGE_FILE, DemoArguments, demo_sizes, run_demo
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,15 @@ from toolkit.cli import main as toolkit_main
 from toolkit.evaluation import (
     evaluate_gsm8k,
     generate_and_score_bleu,
-    generate_greedy,
     perplexity_of_file,
     perplexity_of_texts,
 )
-from toolkit.evaluation.runner import (
-    EvalArguments,
-    batch_share,
-    evaluate_models,
-    generation_shard,
-    perplexity_from_records,
-    perplexity_shard,
-    process_share,
-)
+from toolkit.evaluation.perplexity import perplexity_from_records, window_records
+from toolkit.evaluation.task import Shard, batch_share, generation_records, process_share
+from toolkit.generation import generate_greedy
 from toolkit.loading import load_causal_lm, load_tokenizer
+from toolkit.pipelines.eval import EvalArguments
+from toolkit.pipelines.eval import run as evaluate_models
 from toolkit.tasks.arithmetic import as_prompt_completion, make_arithmetic_dataset
 from toolkit.tokenization import build_char_tokenizer
 
@@ -171,9 +166,7 @@ def test_gathered_shards_give_the_single_process_numbers_exactly(models, num_pro
     texts = ["\n\n".join(PROBLEMS["text"]), "", *PROBLEMS["text"][:3]]  # one long document, an empty one, short ones
     window = dict(context_length=32, stride=16, add_start_token=True)
     shards = [
-        perplexity_shard(
-            model, tokenizer, texts, **window, batch_size=4, process_index=rank, num_processes=num_processes
-        )
+        window_records(model, tokenizer, texts, Shard(rank, num_processes, batch_size=4), **window)
         for rank in range(num_processes)
     ]
     if num_processes > 1:
@@ -187,15 +180,13 @@ def test_gathered_shards_give_the_single_process_numbers_exactly(models, num_pro
     outputs = [
         record["output"]
         for rank in range(num_processes)
-        for record in generation_shard(
+        for record in generation_records(
             model,
             tokenizer,
             prompts,
+            Shard(rank, num_processes, batch_size=2),
             max_new_tokens=6,
             stop_strings=["\n\n"],
-            batch_size=2,
-            process_index=rank,
-            num_processes=num_processes,
         )
     ]
     assert outputs == generate_greedy(model, tokenizer, prompts, max_new_tokens=6, batch_size=2, stop_strings=["\n\n"])
@@ -204,7 +195,7 @@ def test_gathered_shards_give_the_single_process_numbers_exactly(models, num_pro
 def test_a_gap_in_the_gathered_records_is_an_error(models):
     model, tokenizer = load_causal_lm(models["base"]), load_tokenizer(models["base"])
     window = dict(context_length=32, stride=32, add_start_token=True)
-    records = perplexity_shard(model, tokenizer, PROBLEMS["text"][:2], **window, batch_size=2)
+    records = window_records(model, tokenizer, PROBLEMS["text"][:2], Shard(batch_size=2), **window)
     with pytest.raises(RuntimeError, match="do not cover every window exactly once"):
         perplexity_from_records(PROBLEMS["text"][:2], records[1:], **window)
 

@@ -14,12 +14,11 @@ from toolkit.evaluation import (
     STOP_STRINGS,
     evaluate_gsm8k,
     fewshot_prompts,
-    generate_greedy,
     gsm8k_exact_match,
     load_gsm8k,
     score_gsm8k,
 )
-from toolkit.evaluation.generation import truncate_at_stop_strings
+from toolkit.generation import generate_greedy, truncate_at_stop_strings
 from toolkit.tasks.arithmetic import extract_flexible, extract_strict, normalize_answer
 
 

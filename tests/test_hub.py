@@ -22,6 +22,7 @@ from recipes_loader import REPO, load_recipe
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.hub import detect_method, locate_run, push_folder
 from toolkit.plotting import plot_training_curves
+from toolkit.runs import end_run, start_run
 from toolkit.tokenization import build_char_tokenizer
 
 TOKEN = "hf_FakeTokenForTheseTests0123456789"
@@ -42,6 +43,7 @@ STAGED_FILES = [
     "model.safetensors",
     "modeling_gpt.py",
     "results.json",
+    "run.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "trainer_state.json",
@@ -64,7 +66,7 @@ def tiny_gpt(tokenizer, seed: int = 0) -> GPTForCausalLM:
 
 
 def results_json(model_path: Path) -> dict:
-    """A `toolkit eval` report (toolkit/evaluation/runner.py) on this model and another one."""
+    """A `toolkit eval` report (toolkit/pipelines/eval.py) on this model and another one."""
 
     def row(label, path, task, metrics):
         return dict(
@@ -101,6 +103,7 @@ def gpt_run(tmp_path, tokenizer) -> Path:
     run = tmp_path / "sft-full"
     tiny_gpt(tokenizer).save_pretrained(run)
     tokenizer.save_pretrained(run)
+    end_run(run, start_run(run, "sft", method="full", datasets=["arithmetic"]), "finished")
     (run / "metrics.json").write_text(json.dumps({"method": "full", "train_loss": 2.5, "eval_loss": 2.4}))
     state = {"global_step": 10, "max_steps": 10, "train_batch_size": 8, "log_history": LOG_HISTORY}
     (run / "trainer_state.json").write_text(json.dumps(state))
@@ -233,18 +236,26 @@ def write_json(path: Path, data: dict) -> None:
 
 
 @pytest.mark.parametrize(
+    "job, method, expected",
+    [("pretrain", None, "pretrain"), ("sft", "full", "full"), ("sft", "lora", "lora"), ("reward", "lora", "reward")],
+)
+def test_method_is_what_the_run_recorded(tmp_path, job, method, expected):
+    write_json(tmp_path / "config.json", {})  # the same folder shape for every kind: only the record differs
+    end_run(tmp_path, start_run(tmp_path, job, method=method), "finished")
+    assert detect_method(locate_run(tmp_path)) == expected
+
+
+@pytest.mark.parametrize(
     "files, expected",
     [
-        ({"config.json": {}, "metrics.json": {"train_loss": 1.0}}, "pretrain"),
-        ({"config.json": {}, "metrics.json": {"method": "full"}}, "full"),
-        ({"config.json": {}}, "full"),
-        ({"adapter_config.json": {"peft_type": "LORA"}, "metrics.json": {"method": "lora"}}, "lora"),
+        ({"config.json": {}}, "unrecorded"),
+        ({"adapter_config.json": {"peft_type": "LORA"}}, "lora"),
         ({"adapter_config.json": {"peft_type": "PROMPT_TUNING"}}, "prompt_tuning"),
         ({"config.json": {"architectures": ["GPTForSequenceClassification"]}}, "reward"),
         ({"adapter_config.json": {"peft_type": "LORA", "task_type": "SEQ_CLS"}}, "reward"),
     ],
 )
-def test_method_is_detected_from_the_folder(tmp_path, files, expected):
+def test_a_folder_without_a_record_is_read_from_what_peft_and_transformers_wrote(tmp_path, files, expected):
     for name, data in files.items():
         write_json(tmp_path / name, data)
     assert detect_method(locate_run(tmp_path)) == expected
@@ -252,11 +263,17 @@ def test_method_is_detected_from_the_folder(tmp_path, files, expected):
 
 def test_a_ppo_run_uploads_its_policy(tmp_path):
     write_json(tmp_path / "policy" / "config.json", {})
-    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    end_run(tmp_path, start_run(tmp_path, "ppo", method="lora"), "finished")
     for path in (tmp_path, tmp_path / "policy"):
         run = locate_run(path)
         assert (run.model_dir, run.run_dir) == (tmp_path / "policy", tmp_path)
         assert detect_method(run) == "ppo"
+    # A folder called policy/ beside metrics.jsonl is not a PPO run unless its run says so.
+    other = tmp_path / "other"
+    write_json(other / "policy" / "config.json", {})
+    (other / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="neither config.json nor adapter_config.json"):
+        locate_run(other)
 
 
 # ---- upload through huggingface_hub to a local stand-in for the Hub -------------------------------------------------

@@ -415,7 +415,7 @@ def test_training_raises_a_verifiable_reward(tmp_path, tokenizer):
     assert sum(scores[-5:]) / 5 > 0.7
     assert history[-1]["objective/kl"] > 0
     output = tmp_path / "ppo"
-    assert (output / "ppo_metrics.png").stat().st_size > 0
+    assert (output / "training_curves.png").stat().st_size > 0
     assert len((output / "metrics.jsonl").read_text().splitlines()) == 25
     assert json.loads((output / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 25
     assert (output / "policy" / "config.json").is_file() and (output / "value_head.safetensors").is_file()

@@ -15,8 +15,8 @@ from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadMo
 from trl import RewardConfig
 
 from toolkit import GPTConfig, GPTForCausalLM, GPTForSequenceClassification
-from toolkit.evaluation.generation import generate_completions
-from toolkit.rlhf.arguments import PreferenceDataArguments, load_preference_splits
+from toolkit.generation import generate_completions
+from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
 from toolkit.rlhf.preferences import (
     arithmetic_policy_pairs,
     load_preference_jsonl,

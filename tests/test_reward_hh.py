@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from recipes_loader import REPO, load_recipe
-from toolkit.rlhf.arguments import PreferenceDataArguments, load_preference_splits
+from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
 from toolkit.rlhf.reward import wilson_interval
 
 CONFIGS = REPO / "recipes/configs"

@@ -57,7 +57,7 @@ def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
     adapter = load_file(root / "ppo-exact" / "policy" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)
     assert any(adapter[name].abs().sum() > 0 for name in adapter if "lora_B" in name)
-    assert (root / "ppo-exact" / "ppo_metrics.png").exists()
+    assert (root / "ppo-exact" / "training_curves.png").exists()
     # The adapter names the merged SFT model as its base, so loading it gives the trained policy.
     config = json.loads((root / "ppo-exact" / "policy" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(root / "ppo-exact" / "sft-merged")

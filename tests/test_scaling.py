@@ -15,7 +15,7 @@ from toolkit.scaling import (
     chinchilla_tokens,
     estimate_compute,
     fit_power_law,
-    parameter_counts,
+    gpt_parameter_counts,
     training_flops,
     training_flops_with_attention,
 )
@@ -32,7 +32,7 @@ def meta_model(config: GPTConfig) -> GPTForCausalLM:
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_preset_counts_match_the_model(preset):
     config = GPTConfig.from_preset(preset)
-    counts, model = parameter_counts(GPTShape.from_config(config)), meta_model(config)
+    counts, model = gpt_parameter_counts(GPTShape.from_config(config)), meta_model(config)
     assert counts.total == model.num_parameters()
     assert counts.non_embedding == model.num_parameters(exclude_embeddings=True)
     if preset in GPT2_TOTALS:
@@ -49,21 +49,21 @@ def test_preset_counts_match_the_model(preset):
 )
 def test_custom_shape_counts_match_the_model(overrides):
     config = GPTConfig(**overrides)
-    counts, model = parameter_counts(GPTShape.from_config(config)), meta_model(config)
+    counts, model = gpt_parameter_counts(GPTShape.from_config(config)), meta_model(config)
     assert counts.total == model.num_parameters()
     assert counts.non_embedding == model.num_parameters(exclude_embeddings=True)
 
 
 def test_untied_output_projection_counts_once_more():
     config = GPTConfig.from_preset("small", tie_word_embeddings=False)
-    counts, model = parameter_counts(GPTShape.from_config(config)), meta_model(config)
+    counts, model = gpt_parameter_counts(GPTShape.from_config(config)), meta_model(config)
     assert counts.total == model.num_parameters() == 124_439_808 + 50257 * 768
     # transformers counts the untied lm_head as non-embedding; Kaplan et al.'s N (ours) leaves it out.
     assert counts.non_embedding + counts.output_projection == model.num_parameters(exclude_embeddings=True)
 
 
 def test_gpt2_small_by_hand():
-    counts = parameter_counts(GPTShape.from_preset("small"))
+    counts = gpt_parameter_counts(GPTShape.from_preset("small"))
     # Per block: 12·C² weights + 13·C biases and LayerNorm parameters, C = 768; then the final LayerNorm.
     assert counts.non_embedding == 12 * (12 * 768**2 + 13 * 768) + 2 * 768 == 85_056_000
     assert (counts.token_embedding, counts.position_embedding, counts.output_projection) == (38_597_376, 786_432, 0)

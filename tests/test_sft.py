@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from recipes_loader import REPO, load_recipe
-from toolkit.adapters import apply_lora, apply_prompt_tuning, check_lora_targets, generate, parameter_counts
+from toolkit.adapters import apply_lora, apply_prompt_tuning, check_lora_targets, parameter_counts
+from toolkit.generation import generate
 
 pretrain = load_recipe("pretrain")
 sft = load_recipe("sft")

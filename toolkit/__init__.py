@@ -1,5 +1,11 @@
 """finetune-toolkit: train and fine-tune GPT-style language models with the Hugging Face stack.
 
+The map: building blocks `models/` (our GPT), `tokenization`, `data/` (sources, packing), `tasks/` (the arithmetic
+task: problems, prompt, splits, `verify`), `adapters` (PEFT), `generation`, `training/` (Trainer extras), `rlhf/`
+(PPO, reward models, preference data), `evaluation/` (perplexity, GSM8K, BLEU tasks), `hub/` (upload and card),
+`runs` (the run folder layout); `pipelines/` holds one module per job (pretrain, sft, reward, ppo, eval, push,
+demo), which `recipes/<job>.py` and `toolkit <job>` run; `_compat` holds the version-sensitive imports.
+
 The public API, importable from `toolkit` directly (each name is loaded on first use, so `import toolkit` stays
 light; it always registers the GPT with the transformers Auto classes):
 
@@ -8,14 +14,16 @@ light; it always registers the GPT with the transformers Auto classes):
 - tokenizers: `build_char_tokenizer`, `train_bpe_tokenizer`, `load_gpt2_tokenizer`, `check_tokenizer_fits`
 - data: `load_raw`, `train_validation_splits`, `pack_for_language_modeling`, `tokenize_for_fine_tuning`
 - the arithmetic task: `make_arithmetic_dataset`, `arithmetic_splits`, `format_prompt`, `verify`
-- loading and generation: `load_causal_lm`, `load_tokenizer`, `generate`
+- loading and generation: `load_causal_lm`, `load_tokenizer`, `generate`, `generate_completions`
 - PEFT: `apply_lora`, `apply_prompt_tuning`, `attention_target_modules`, `describe_parameters`
 - training: `ModelArguments`, `DataArguments`, `AdapterArguments`, `RunArguments`, `ToolkitTrainer`,
-  `train_and_save`, `pretrain`, `fine_tune`
+  `train_and_save`
 - RLHF: `PPOConfig`, `PPOTrainer`, `make_reward_trainer`, `reward_model_from_causal_lm`, `evaluate_reward_model`,
   `sampled_preference_pairs`, `exact_match_reward`
 - evaluation: `perplexity_of_texts`, `perplexity_of_file`, `bleu_score`, `bleu_score_files`, `evaluate_gsm8k`,
-  `EvalArguments`, `evaluate_models`, `load_metric`
+  `load_metric`
+- the jobs, as functions: `pretrain`, `fine_tune`, `train_reward_model`, `run_ppo`, `evaluate_models`
+  (`EvalArguments`), `run_demo`
 - hub: `push_folder`
 """
 
@@ -34,6 +42,7 @@ from .models import (
 
 __version__ = "0.1.0"
 
+# module -> its public names; a (name, attribute) pair exports an attribute under another name.
 LAZY = {
     "toolkit.tokenization": (
         "build_char_tokenizer",
@@ -49,8 +58,8 @@ LAZY = {
     ),
     "toolkit.tasks.arithmetic": ("make_arithmetic_dataset", "arithmetic_splits", "format_prompt", "verify"),
     "toolkit.loading": ("load_causal_lm", "load_tokenizer"),
+    "toolkit.generation": ("generate", "generate_completions"),
     "toolkit.adapters": (
-        "generate",
         "apply_lora",
         "apply_prompt_tuning",
         "attention_target_modules",
@@ -63,8 +72,6 @@ LAZY = {
         "RunArguments",
         "ToolkitTrainer",
         "train_and_save",
-        "pretrain",
-        "fine_tune",
     ),
     "toolkit.rlhf": (
         "PPOConfig",
@@ -81,19 +88,28 @@ LAZY = {
         "bleu_score",
         "bleu_score_files",
         "evaluate_gsm8k",
-        "EvalArguments",
-        "evaluate_models",
         "load_metric",
     ),
+    "toolkit.pipelines.pretrain": (("pretrain", "run"),),
+    "toolkit.pipelines.sft": (("fine_tune", "run"),),
+    "toolkit.pipelines.reward": (("train_reward_model", "run"),),
+    "toolkit.pipelines.ppo": (("run_ppo", "run"),),
+    "toolkit.pipelines.eval": ("EvalArguments", ("evaluate_models", "run")),
+    "toolkit.pipelines.demo": ("run_demo",),
     "toolkit.hub": ("push_folder",),
 }
-HOME = {name: module for module, names in LAZY.items() for name in names}
+HOME = {
+    (entry[0] if isinstance(entry, tuple) else entry): (module, entry[1] if isinstance(entry, tuple) else entry)
+    for module, names in LAZY.items()
+    for entry in names
+}
 
 
 def __getattr__(name: str):
     if name not in HOME:
         raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(HOME[name]), name)
+    module, attribute = HOME[name]
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 

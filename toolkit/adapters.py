@@ -1,6 +1,5 @@
 """PEFT helpers: LoRA on the attention projections of each architecture, soft prompt tuning, parameter reports,
-target checks that catch typos (PEFT only fails when nothing at all matches), merging, and generation with a soft
-prompt that does not depend on PEFT's cache handling.
+target checks that catch typos (PEFT only fails when nothing at all matches), and merging.
 """
 
 import re
@@ -135,23 +134,3 @@ def describe_parameters(model: torch.nn.Module) -> str:
 
 def is_prompt_learning(model: torch.nn.Module) -> bool:
     return isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
-
-
-@torch.no_grad()
-def generate(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
-    """`model.generate` returning only the new tokens (B, new), for plain, LoRA and prompt-tuned models alike.
-
-    A soft prompt is prepended as embeddings and the base model generates from `inputs_embeds`, which keeps the
-    KV cache correct across transformers' cache refactors (PEFT's own path has broken with them before)."""
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    if not is_prompt_learning(model):
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return output[:, input_ids.shape[1] :]
-    base = model.get_base_model()
-    prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(base.dtype)  # (B, P, C)
-    embeds = torch.cat([prompt, base.get_input_embeddings()(input_ids)], dim=1)  # (B, P + T, C)
-    mask = torch.cat([attention_mask.new_ones(prompt.shape[:2]), attention_mask], dim=1)
-    # Left padding sits after the soft prompt; positions come from the mask so real tokens keep theirs.
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    return base.generate(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs)

@@ -266,8 +266,8 @@ def first_at_or_below(evals: dict[int, float], target: float) -> int | None:
 
 def bench_pretrain(args: PretrainBenchArguments) -> dict:
     """The pretraining recipe's Trainer vs a bare PyTorch loop: same model init, data, optimizer and schedule."""
+    from .pipelines.pretrain import prepare as prepare_pretraining
     from .training import DataArguments, ModelArguments, RunArguments, ToolkitTrainer
-    from .training.pipelines import prepare_pretraining
 
     with tempfile.TemporaryDirectory() as output_dir:
         overrides = ["--dataset", args.dataset, "--output_dir", output_dir, "--max_steps", str(args.max_steps)]

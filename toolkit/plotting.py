@@ -1,12 +1,17 @@
-"""Plots people would rather look at than read: training curves, comparisons."""
+"""Training curves people would rather look at than read, drawn with matplotlib's object API: `Figure` objects
+render straight to PNG files, so importing the toolkit never loads pyplot or changes a notebook's backend."""
 
 import math
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
 
 
 def plot_training_curves(
@@ -17,9 +22,8 @@ def plot_training_curves(
     evals = [(row["step"], row["eval_loss"]) for row in log_history if "eval_loss" in row and "step" in row]
     if not train and not evals:
         return None
-    figure, axes = plt.subplots(
-        1, 2 if with_perplexity else 1, figsize=(11 if with_perplexity else 6, 4), squeeze=False
-    )
+    figure = Figure(figsize=(11 if with_perplexity else 6, 4), layout="tight")
+    axes = figure.subplots(1, 2 if with_perplexity else 1, squeeze=False)
     loss_axis = axes[0, 0]
     for points, label, style in ((train, "train", "-"), (evals, "eval", "o-")):
         if points:
@@ -35,9 +39,23 @@ def plot_training_curves(
         axis.legend()
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
+
+
+def plot_ppo_curves(history: list[dict], path: str | Path, kl_estimator: str = "k1") -> Path:
+    """Score (mean and spread), score minus the KL penalty, KL to the reference and response length per PPO step."""
+    steps = [metrics["step"] for metrics in history]
+    figure = Figure(figsize=(15, 4), layout="constrained")
+    score_axes, kl_axes, length_axes = figure.subplots(1, 3)
+    mean = [metrics["objective/scores"] for metrics in history]
+    std = [metrics["objective/scores_std"] for metrics in history]
+    score_axes.plot(steps, mean, label="score")
+    score_axes.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    score_axes.plot(steps, [metrics["objective/rlhf_reward"] for metrics in history], label="score - beta * KL")
+    score_axes.set(title="Reward", xlabel="step")
+    score_axes.legend()
+    kl_axes.plot(steps, [metrics["objective/kl"] for metrics in history])
+    kl_axes.set(title=f"KL(policy || reference), {kl_estimator}", xlabel="step", ylabel="nats")
+    length_axes.plot(steps, [metrics["rollout/response_length"] for metrics in history])
+    length_axes.set(title="Response length", xlabel="step", ylabel="tokens")
+    return save_figure(figure, path)

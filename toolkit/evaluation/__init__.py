@@ -1,4 +1,4 @@
-"""Evaluation and benchmarks: corpus perplexity, sacreBLEU BLEU/chrF, GSM8K accuracy, and `evaluate` modules.
+"""Evaluation: corpus perplexity, sacreBLEU BLEU/chrF and GSM8K accuracy, as tasks and as functions.
 
 Every result object prints its numbers together with the protocol that produced them:
 
@@ -9,31 +9,41 @@ Every result object prints its numbers together with the protocol that produced 
 - `evaluate_gsm8k` / `score_gsm8k` -> `Gsm8kResult`: k-shot exact match under lm-evaluation-harness's strict-match
   and flexible-extract extractors, with per-example records.
 - `load_metric(name)`: the same metrics as offline `evaluate` modules ("perplexity", "bleu", "gsm8k").
-- `evaluate_models(EvalArguments(...))`: several models x tasks, sharded over processes, with a comparison table and
-  chart (`toolkit eval`, `recipes/eval.py`).
+
+`TASKS` maps each task name to its class (`toolkit.evaluation.task.Task`: flags, data, per-process records,
+scoring); `toolkit eval` (`toolkit.pipelines.eval`) runs them over models and processes. A new task is one file
+plus its entry here.
 """
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bleu import BleuResult, bleu_score, bleu_score_files, generate_and_score_bleu
-from .generation import generate_greedy, load_model_and_tokenizer
+from .bleu import BleuArguments, BleuResult, BleuTask, bleu_score, bleu_score_files, generate_and_score_bleu
 from .gsm8k import (
     LEGACY_STOP_STRINGS,
     STOP_STRINGS,
+    Gsm8kArguments,
     Gsm8kResult,
+    Gsm8kTask,
     evaluate_gsm8k,
     fewshot_prompts,
     gsm8k_exact_match,
     load_gsm8k,
     score_gsm8k,
 )
-from .perplexity import PerplexityResult, perplexity_of_dataset, perplexity_of_file, perplexity_of_texts
-from .runner import EvalArguments, evaluate_models
+from .perplexity import (
+    PerplexityArguments,
+    PerplexityResult,
+    PerplexityTask,
+    perplexity_of_dataset,
+    perplexity_of_file,
+    perplexity_of_texts,
+)
 
 if TYPE_CHECKING:
     import evaluate
 
+TASKS = {task.name: task for task in (PerplexityTask, Gsm8kTask, BleuTask)}
 METRICS_DIR = Path(__file__).parent / "metrics"
 METRIC_NAMES = ("perplexity", "bleu", "gsm8k")
 
@@ -58,21 +68,24 @@ def load_metric(name: str, **kwargs) -> "evaluate.EvaluationModule":
 __all__ = [
     "LEGACY_STOP_STRINGS",
     "STOP_STRINGS",
+    "TASKS",
+    "BleuArguments",
     "BleuResult",
-    "EvalArguments",
+    "BleuTask",
+    "Gsm8kArguments",
     "Gsm8kResult",
+    "Gsm8kTask",
+    "PerplexityArguments",
     "PerplexityResult",
+    "PerplexityTask",
     "bleu_score",
     "bleu_score_files",
     "evaluate_gsm8k",
-    "evaluate_models",
     "fewshot_prompts",
     "generate_and_score_bleu",
-    "generate_greedy",
     "gsm8k_exact_match",
     "load_gsm8k",
     "load_metric",
-    "load_model_and_tokenizer",
     "metric_path",
     "perplexity_of_dataset",
     "perplexity_of_file",

@@ -6,12 +6,25 @@ never pre-tokenize hypotheses or references. Scores are on the 0-100 scale.
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from .generation import ModelOrPath, TokenizerOrPath, generate_greedy
+from ..data import SYNTHETIC_NAME, load_raw, require_columns
+from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
+from ..tasks.arithmetic import as_prompt_completion
+from .gsm8k import LEGACY_STOP_STRINGS
+from .task import (
+    Shard,
+    Task,
+    TaskData,
+    TaskResult,
+    arithmetic_examples,
+    gathered_outputs,
+    generation_records,
+    pick_split,
+)
 
 References = Sequence[str] | Sequence[Sequence[str]]
 
@@ -153,17 +166,109 @@ def generate_and_score_bleu(
             f"{len(prompts)} prompts but {len(references)} references: give one reference (or one list of "
             "references) per prompt."
         )
-    outputs = generate_greedy(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        stop_strings=stop_strings,
-        show_progress=show_progress,
+    model, tokenizer = load_model_and_tokenizer(model, tokenizer)
+    shard = Shard(batch_size=batch_size, show_progress=show_progress)
+    records = generation_records(
+        model, tokenizer, prompts, shard, max_new_tokens=max_new_tokens, stop_strings=stop_strings
     )
-    hypotheses = [output.strip() for output in outputs]
+    hypotheses = [output.strip() for output in gathered_outputs(records, len(prompts))]
     return bleu_score(hypotheses, references, **options), hypotheses
 
 
-__all__ = ["BleuResult", "bleu_score", "bleu_score_files", "generate_and_score_bleu", "read_segments"]
+def generation_protocol(result: BleuResult, max_new_tokens: int, stop_strings: Sequence[str]) -> str:
+    return (
+        f"corpus BLEU and chrF over {result.num_segments} segments: greedy outputs, at most {max_new_tokens} new "
+        f"tokens, cut at {list(stop_strings)} or EOS, stripped; BLEU {result.bleu_signature}; "
+        f"chrF {result.chrf_signature}"
+    )
+
+
+@dataclass
+class BleuArguments:
+    bleu_data: str = field(
+        default=SYNTHETIC_NAME,
+        metadata={
+            "help": "BLEU prompts: 'arithmetic' (prompt = 'Question: q\\nAnswer:', reference = the worked solution), "
+            "a data file with prompt and reference columns, or, with bleu_reference_files, a text file of prompts."
+        },
+    )
+    bleu_prompt_column: str = field(default="prompt", metadata={"help": "Data file column holding the prompts."})
+    bleu_reference_column: str = field(
+        default="reference", metadata={"help": "Data file column holding a reference or a list of references."}
+    )
+    bleu_reference_files: list[str] | None = field(
+        default=None, metadata={"help": "Reference files aligned line by line with the prompt file in bleu_data."}
+    )
+    bleu_max_new_tokens: int = field(default=128, metadata={"help": "BLEU generation budget per prompt."})
+    bleu_stop_strings: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Where outputs are cut. None: a newline for line-aligned files, else a blank line or 'Question:'."
+        },
+    )
+    bleu_tokenize: str = field(default="13a", metadata={"help": "sacreBLEU tokenizer ('13a', 'intl', 'char', ...)."})
+
+
+class BleuTask(Task):
+    """Greedy outputs for prompts against references: the arithmetic task (question -> worked solution), a
+    prompt/reference data file, or line-aligned text files."""
+
+    name = "bleu"
+    arguments = BleuArguments
+    headline = (("bleu", "higher"), ("chrf", "higher"))
+
+    @property
+    def stop_strings(self) -> list[str]:
+        if self.args.bleu_stop_strings is not None:
+            return self.args.bleu_stop_strings
+        return ["\n"] if self.args.bleu_reference_files else list(LEGACY_STOP_STRINGS)
+
+    def load(self) -> TaskData:
+        args = self.args
+        if args.bleu_reference_files:
+            prompts = read_segments(args.bleu_data)
+            streams = [read_segments(path) for path in args.bleu_reference_files]
+            for path, stream in zip(args.bleu_reference_files, streams):
+                if len(stream) != len(prompts):
+                    raise ValueError(
+                        f"The prompt file {args.bleu_data} has {len(prompts)} lines but the reference file {path} "
+                        f"has {len(stream)}; they must be aligned line by line."
+                    )
+            references = [list(segment) for segment in zip(*streams)]
+        elif args.bleu_data == SYNTHETIC_NAME:
+            rows = arithmetic_examples(args, "test", args.synthetic_size).map(as_prompt_completion)
+            prompts, references = rows["prompt"], rows["answer"]
+        else:
+            dataset = pick_split(load_raw(args.bleu_data), None, args.bleu_data)
+            require_columns(dataset, [args.bleu_prompt_column, args.bleu_reference_column], args.bleu_data)
+            prompts, references = dataset[args.bleu_prompt_column], dataset[args.bleu_reference_column]
+        if not prompts:
+            raise ValueError(f"{args.bleu_data} holds no prompts.")
+        return TaskData(args.bleu_data, list(prompts[: args.limit]), list(references[: args.limit]))
+
+    def records(self, model, tokenizer, data: TaskData, shard: Shard) -> list[dict]:
+        max_new_tokens = self.args.bleu_max_new_tokens
+        return generation_records(
+            model, tokenizer, data.items, shard, max_new_tokens=max_new_tokens, stop_strings=self.stop_strings
+        )
+
+    def score(self, model, data: TaskData, records: list[dict]) -> TaskResult:
+        hypotheses = [output.strip() for output in gathered_outputs(records, len(data.items))]
+        result = bleu_score(hypotheses, data.golds, tokenize=self.args.bleu_tokenize)
+        per_segment = [
+            {"index": index, "prompt": prompt, "hypothesis": hypothesis, "references": references}
+            for index, (prompt, hypothesis, references) in enumerate(zip(data.items, hypotheses, data.golds))
+        ]
+        protocol = generation_protocol(result, self.args.bleu_max_new_tokens, self.stop_strings)
+        return TaskResult(result, protocol, per_segment)
+
+
+__all__ = [
+    "BleuArguments",
+    "BleuResult",
+    "BleuTask",
+    "bleu_score",
+    "bleu_score_files",
+    "generate_and_score_bleu",
+    "read_segments",
+]

@@ -18,11 +18,13 @@ import json
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
 
+from ..data import SYNTHETIC_NAME
+from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..tasks.arithmetic import (
     extract_flexible,
     extract_strict,
@@ -31,7 +33,7 @@ from ..tasks.arithmetic import (
     verify,
     verify_flexible,
 )
-from .generation import ModelOrPath, TokenizerOrPath, generate_greedy
+from .task import Shard, Task, TaskData, TaskResult, arithmetic_examples, gathered_outputs, generation_records
 
 STOP_STRINGS = ("Question:", "</s>", "<|im_end|>")  # the harness's `until`; generation also stops at EOS
 LEGACY_STOP_STRINGS = ("\n\n", "Question:")  # the harness's gsm8k before version 3 (Feb 2024): also a blank line
@@ -203,32 +205,91 @@ def evaluate_gsm8k(
         records_path: if given, per-example records are written there as JSON Lines.
         show_progress: show a tqdm bar over the batches.
     """
+    model, tokenizer = load_model_and_tokenizer(model, tokenizer)
     examples = load_gsm8k(test)[:limit]
     if num_fewshot > 0 and train is None:
         raise ValueError(f"num_fewshot={num_fewshot} needs a training set for the exemplars: pass train=...")
     exemplars = load_gsm8k(train) if num_fewshot > 0 else []
     prompts = fewshot_prompts([example["question"] for example in examples], exemplars, num_fewshot, seed)
-    outputs = generate_greedy(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        stop_strings=stop_strings,
-        show_progress=show_progress,
+    shard = Shard(batch_size=batch_size, show_progress=show_progress)
+    records = generation_records(
+        model, tokenizer, prompts, shard, max_new_tokens=max_new_tokens, stop_strings=stop_strings
     )
-    generation = (
-        f"{num_fewshot}-shot `Question:/Answer:` prompts (seed {seed}), greedy, at most {max_new_tokens} new tokens, "
-        f"stop at {list(stop_strings)} or EOS"
-    )
-    result = score_gsm8k(examples, outputs, prompts, generation)
+    generation = generation_protocol(num_fewshot, seed, max_new_tokens, stop_strings)
+    result = score_gsm8k(examples, gathered_outputs(records, len(prompts)), prompts, generation)
     if records_path is not None:
         result.save_records(records_path)
     return result
 
 
+def generation_protocol(num_fewshot: int, seed: int, max_new_tokens: int, stop_strings: Sequence[str]) -> str:
+    return (
+        f"{num_fewshot}-shot `Question:/Answer:` prompts (seed {seed}), greedy, at most {max_new_tokens} new tokens, "
+        f"stop at {list(stop_strings)} or EOS"
+    )
+
+
+@dataclass
+class Gsm8kArguments:
+    gsm8k_data: str = field(
+        default=SYNTHETIC_NAME,
+        metadata={"help": "GSM8K questions: a JSON Lines file with question/answer, or 'arithmetic' (built-in test)."},
+    )
+    gsm8k_fewshot_data: str | None = field(
+        default=SYNTHETIC_NAME,
+        metadata={"help": "Where exemplars come from: a GSM8K train JSONL, 'arithmetic' (built-in train), or None."},
+    )
+    num_fewshot: int = field(default=5, metadata={"help": "GSM8K exemplars per prompt (5 in the harness)."})
+    fewshot_seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the exemplar draw (harness: 1234)."})
+    gsm8k_max_new_tokens: int = field(default=256, metadata={"help": "GSM8K generation budget (256 in the harness)."})
+
+
+class Gsm8kTask(Task):
+    """k-shot exact match on a GSM8K JSONL file or the arithmetic task's test problems (lm-evaluation-harness)."""
+
+    name = "gsm8k"
+    arguments = Gsm8kArguments
+    headline = (("strict_match", "higher"), ("flexible_extract", "higher"))
+
+    def examples(self, source: str, split: str, size: int) -> list[dict]:
+        if source == SYNTHETIC_NAME:
+            return load_gsm8k(arithmetic_examples(self.args, split, size))
+        if not Path(source).is_file():
+            raise ValueError(f"GSM8K file {source!r} does not exist: pass a JSON Lines file or 'arithmetic'.")
+        return load_gsm8k(source)
+
+    def load(self) -> TaskData:
+        args = self.args
+        examples = self.examples(args.gsm8k_data, "test", args.synthetic_size)[: args.limit]
+        if args.num_fewshot > 0 and args.gsm8k_fewshot_data is None:
+            raise ValueError(
+                f"--num_fewshot {args.num_fewshot} needs --gsm8k_fewshot_data (a train JSONL or 'arithmetic')."
+            )
+        exemplars = (
+            self.examples(args.gsm8k_fewshot_data, "train", args.synthetic_fewshot_size) if args.num_fewshot else []
+        )
+        questions = [example["question"] for example in examples]
+        return TaskData(
+            args.gsm8k_data, fewshot_prompts(questions, exemplars, args.num_fewshot, args.fewshot_seed), examples
+        )
+
+    def records(self, model, tokenizer, data: TaskData, shard: Shard) -> list[dict]:
+        max_new_tokens = self.args.gsm8k_max_new_tokens
+        return generation_records(
+            model, tokenizer, data.items, shard, max_new_tokens=max_new_tokens, stop_strings=STOP_STRINGS
+        )
+
+    def score(self, model, data: TaskData, records: list[dict]) -> TaskResult:
+        args = self.args
+        generation = generation_protocol(args.num_fewshot, args.fewshot_seed, args.gsm8k_max_new_tokens, STOP_STRINGS)
+        result = score_gsm8k(data.golds, gathered_outputs(records, len(data.items)), data.items, generation)
+        return TaskResult(result, result.protocol, result.records)
+
+
 __all__ = [
+    "Gsm8kArguments",
     "Gsm8kResult",
+    "Gsm8kTask",
     "LEGACY_STOP_STRINGS",
     "STOP_STRINGS",
     "evaluate_gsm8k",

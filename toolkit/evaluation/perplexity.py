@@ -23,8 +23,11 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..data import SYNTHETIC_NAME, load_raw, require_columns
+from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..loading import model_context_length
-from .generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
+from ..tasks.arithmetic import as_prompt_completion
+from .task import Shard, Task, TaskData, TaskResult, arithmetic_examples, check_gathered, pick_split
 
 IGNORE_INDEX = -100
 
@@ -219,13 +222,10 @@ def perplexity_of_texts(
     context_length, stride = check_window(model, context_length, stride)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
-    documents, windows = document_windows(tokenizer, texts, context_length, stride, add_start_token)
-    model.eval()
-    log_likelihoods = score_windows(model, documents, windows, batch_size, show_progress)
-    scored = sum(window.num_scored for window in windows)
-    return corpus_result(
-        [text for text in texts if text], log_likelihoods, scored, context_length, stride, add_start_token
-    )
+    window = dict(context_length=context_length, stride=stride, add_start_token=add_start_token)
+    shard = Shard(batch_size=batch_size, show_progress=show_progress)
+    result, _ = perplexity_from_records(texts, window_records(model, tokenizer, texts, shard, **window), **window)
+    return result
 
 
 def document_windows(
@@ -277,6 +277,146 @@ def corpus_result(
     )
 
 
+def window_records(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    shard: Shard,
+    *,
+    context_length: int,
+    stride: int,
+    add_start_token: bool = True,
+) -> list[dict]:
+    """This process's share of the windows, scored: one record per window {"window", "document", "log_likelihood",
+    "num_tokens"}, in window order. Windows, not documents, are shared out, so a single-document corpus (a whole
+    WikiText file) is split too."""
+    documents, windows = document_windows(tokenizer, texts, context_length, stride, add_start_token)
+    share = shard.share(len(windows))
+    mine = windows[share.start : share.stop]
+    # Each window as its own "document" makes score_windows return per-window sums (same batches, same numbers).
+    own = [Window(index, window.start, window.end, window.num_scored) for index, window in enumerate(mine)]
+    model.eval()
+    log_likelihoods = score_windows(
+        model, [documents[w.document] for w in mine], own, shard.batch_size, shard.show_progress
+    )
+    return [
+        {"window": index, "document": window.document, "log_likelihood": ll, "num_tokens": window.num_scored}
+        for index, window, ll in zip(share, mine, log_likelihoods)
+    ]
+
+
+def perplexity_from_records(
+    texts: Sequence[str], records: list[dict], *, context_length: int, stride: int, add_start_token: bool = True
+) -> tuple[PerplexityResult, list[dict]]:
+    """Corpus perplexity from the gathered window records, plus one record per document.
+
+    The per-document sums are accumulated window by window in the single-process order, so any number of
+    processes gives the one-process result bit for bit."""
+    check_gathered(records, "window")
+    documents = [text for text in texts if text]
+    log_likelihoods, num_tokens = [0.0] * len(documents), [0] * len(documents)
+    for record in records:
+        log_likelihoods[record["document"]] += record["log_likelihood"]
+        num_tokens[record["document"]] += record["num_tokens"]
+    result = corpus_result(documents, log_likelihoods, sum(num_tokens), context_length, stride, add_start_token)
+    words = [len(re.split(r"\s+", text)) for text in documents]
+    sizes = [len(text.encode("utf-8")) for text in documents]
+    per_document = [
+        {"index": index, "log_likelihood": ll, "num_tokens": tokens, "num_words": n_words, "num_bytes": n_bytes}
+        for index, (ll, tokens, n_words, n_bytes) in enumerate(zip(log_likelihoods, num_tokens, words, sizes))
+    ]
+    return result, per_document
+
+
+TABLE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")  # other files are read as plain text
+
+
+def text_file_documents(path: Path, sample_by: str) -> list[str]:
+    """A plain text file (WikiText's `wiki.test.raw`, `.txt`, ...) as documents, read exactly as it is."""
+    text = path.read_text(encoding="utf-8")
+    if not text:
+        raise ValueError(f"{path} is empty: there is nothing to score. Pass a file that contains text.")
+    separators = {"document": None, "paragraph": "\n\n", "line": "\n"}
+    if sample_by not in separators:
+        raise ValueError(f"perplexity_sample_by={sample_by!r}: use one of {', '.join(separators)}.")
+    return [text] if separators[sample_by] is None else text.split(separators[sample_by])
+
+
+@dataclass
+class PerplexityArguments:
+    perplexity_data: str = field(
+        default=SYNTHETIC_NAME,
+        metadata={
+            "help": "Perplexity text: a plain text file (.txt, WikiText's .raw, ...), a data file or folder (.jsonl, "
+            ".json, .csv, .parquet), a Hub dataset id, or 'arithmetic' (the built-in test problems as texts)."
+        },
+    )
+    perplexity_text_column: str = field(default="text", metadata={"help": "Column holding the documents."})
+    perplexity_sample_by: str = field(
+        default="document",
+        metadata={
+            "help": "Text files: one document per 'document' (the whole file, WikiText protocol), 'paragraph' "
+            "or 'line'."
+        },
+    )
+    perplexity_dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    perplexity_split: str | None = field(
+        default=None, metadata={"help": "Split to score. None: 'test' if present, else the only split."}
+    )
+    context_length: int | None = field(
+        default=None, metadata={"help": "Perplexity window in tokens. None: the model's full context."}
+    )
+    stride: int | None = field(
+        default=None, metadata={"help": "How far windows move. None: the window (lm-evaluation-harness)."}
+    )
+    add_start_token: bool = field(
+        default=True, metadata={"help": "Score each document's first token after a prepended BOS/EOS."}
+    )
+
+
+class PerplexityTask(Task):
+    """Corpus perplexity of a text file, a data file's column, or the arithmetic test problems as texts."""
+
+    name = "perplexity"
+    arguments = PerplexityArguments
+    headline = (("perplexity", "lower"), ("word_perplexity", "lower"), ("bits_per_byte", "lower"))
+
+    def load(self) -> TaskData:
+        args = self.args
+        source = Path(args.perplexity_data)
+        if args.perplexity_data == SYNTHETIC_NAME:
+            problems = arithmetic_examples(args, "test", args.synthetic_size)
+            texts = problems.map(as_prompt_completion)["text"]
+        elif source.is_file() and source.suffix not in TABLE_SUFFIXES:
+            texts = text_file_documents(source, args.perplexity_sample_by)
+        else:
+            raw = load_raw(
+                args.perplexity_data,
+                config_name=args.perplexity_dataset_config,
+                text_sample_by=args.perplexity_sample_by,
+            )
+            dataset = pick_split(raw, args.perplexity_split, args.perplexity_data)
+            require_columns(dataset, [args.perplexity_text_column], args.perplexity_data)
+            texts = dataset[args.perplexity_text_column]
+        texts = [text for text in texts if text][: args.limit]
+        if not texts:
+            raise ValueError(
+                f"{args.perplexity_data} holds no text in column {args.perplexity_text_column!r}: every row is empty."
+            )
+        return TaskData(args.perplexity_data, texts)
+
+    def window(self, model: PreTrainedModel) -> dict:
+        context_length, stride = check_window(model, self.args.context_length, self.args.stride)
+        return dict(context_length=context_length, stride=stride, add_start_token=self.args.add_start_token)
+
+    def records(self, model, tokenizer, data: TaskData, shard: Shard) -> list[dict]:
+        return window_records(model, tokenizer, data.items, shard, **self.window(model))
+
+    def score(self, model, data: TaskData, records: list[dict]) -> TaskResult:
+        result, per_document = perplexity_from_records(data.items, records, **self.window(model))
+        return TaskResult(result, result.protocol, per_document)
+
+
 def perplexity_of_dataset(
     model: ModelOrPath,
     tokenizer: TokenizerOrPath,
@@ -310,9 +450,13 @@ def perplexity_of_file(
 
 
 __all__ = [
+    "PerplexityArguments",
     "PerplexityResult",
+    "PerplexityTask",
+    "perplexity_from_records",
     "perplexity_of_texts",
     "perplexity_of_dataset",
     "perplexity_of_file",
     "rolling_windows",
+    "window_records",
 ]

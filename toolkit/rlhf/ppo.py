@@ -23,12 +23,13 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler, set_seed
 
 from ..loading import model_context_length
+from ..plotting import plot_ppo_curves
+from ..runs import CURVES_FILE, METRICS_LOG_FILE, POLICY_DIR, VALUE_DIR, VALUE_HEAD_FILE
 from .modeling import (
     PolicyAndValueModel,
     check_tokenizers_match,
@@ -609,7 +610,7 @@ class PPOTrainer:
         if is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             # Start the log from the restored history, so a resumed run does not repeat lines.
-            with open(self.output_dir / "metrics.jsonl", "w") as log:
+            with open(self.output_dir / METRICS_LOG_FILE, "w") as log:
                 log.writelines(
                     json.dumps(metrics) + "\n" for metrics in self.state.history if self._should_log(metrics)
                 )
@@ -625,7 +626,7 @@ class PPOTrainer:
             progress.update(1)
             progress.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
             if is_main and self._should_log(metrics):
-                with open(self.output_dir / "metrics.jsonl", "a") as log:
+                with open(self.output_dir / METRICS_LOG_FILE, "a") as log:
                     log.write(json.dumps(metrics) + "\n")
             if is_main and config.sample_steps and step % config.sample_steps == 0:
                 progress.write(f"step {step}\n{self.sample_table(self.last_rollout)}")
@@ -634,7 +635,7 @@ class PPOTrainer:
         progress.close()
         self.save_model(self.output_dir)
         if is_main:
-            self.plot_metrics(self.output_dir / "ppo_metrics.png")
+            plot_ppo_curves(self.state.history, self.output_dir / CURVES_FILE, config.kl_estimator)
         return self.state.history
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -662,30 +663,6 @@ class PPOTrainer:
         lines.insert(1, "-+-".join("-" * width for width in widths))
         return "\n".join(lines)
 
-    def plot_metrics(self, path: str | Path) -> Path:
-        """Write a PNG of score, KL and response-length curves over the steps so far."""
-        from matplotlib.figure import Figure  # the object API renders with Agg and never opens a window
-
-        history = self.state.history
-        steps = [metrics["step"] for metrics in history]
-        figure = Figure(figsize=(15, 4), layout="constrained")
-        score_axes, kl_axes, length_axes = figure.subplots(1, 3)
-        mean = torch.tensor([metrics["objective/scores"] for metrics in history])
-        std = torch.tensor([metrics["objective/scores_std"] for metrics in history])
-        score_axes.plot(steps, mean, label="score")
-        score_axes.fill_between(steps, mean - std, mean + std, alpha=0.2)
-        score_axes.plot(steps, [metrics["objective/rlhf_reward"] for metrics in history], label="score - beta * KL")
-        score_axes.set(title="Reward", xlabel="step")
-        score_axes.legend()
-        kl_axes.plot(steps, [metrics["objective/kl"] for metrics in history])
-        kl_axes.set(title=f"KL(policy || reference), {self.config.kl_estimator}", xlabel="step", ylabel="nats")
-        length_axes.plot(steps, [metrics["rollout/response_length"] for metrics in history])
-        length_axes.set(title="Response length", xlabel="step", ylabel="tokens")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100)
-        return path
-
     # ----------------------------------------------------------------------------------------------------------------
     # Saving and resuming
 
@@ -696,12 +673,12 @@ class PPOTrainer:
         if self.accelerator.is_main_process:
             directory = Path(directory)
             model = self.unwrapped_model
-            model.policy.save_pretrained(directory / "policy")
-            self.tokenizer.save_pretrained(directory / "policy")
+            model.policy.save_pretrained(directory / POLICY_DIR)
+            self.tokenizer.save_pretrained(directory / POLICY_DIR)
             if model.value_head is not None:
-                save_file(model.value_head.state_dict(), directory / "value_head.safetensors")
+                save_file(model.value_head.state_dict(), directory / VALUE_HEAD_FILE)
             else:
-                model.value_model.model.save_pretrained(directory / "value")
+                model.value_model.model.save_pretrained(directory / VALUE_DIR)
         self.accelerator.wait_for_everyone()
 
     def save_checkpoint(self, directory: str | Path | None = None) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import torch
 
-from ..evaluation.generation import ModelOrPath, TokenizerOrPath, generate_completions
+from ..generation import ModelOrPath, TokenizerOrPath, generate_completions
 from ..tasks.arithmetic import DIFFICULTIES, format_prompt, make_arithmetic_dataset, verify
 
 HH_ASSISTANT_MARKER = "\n\nAssistant:"

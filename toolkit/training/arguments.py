@@ -114,6 +114,16 @@ class AdapterArguments:
         default=False, metadata={"help": "LoRA: also save the adapter merged into the base weights (merged/)."}
     )
 
+    def lora_options(self) -> dict:
+        """The LoRA settings as `toolkit.adapters.apply_lora` keywords."""
+        return dict(
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules,
+            include_attention_output=self.lora_attention_output,
+        )
+
 
 @dataclass
 class RunArguments:

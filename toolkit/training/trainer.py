@@ -1,6 +1,6 @@
 """What users expect of a training run, on top of `transformers.Trainer` (and TRL's trainers, which subclass it):
 perplexity next to every loss, curves saved as PNG, a graceful stop on SIGTERM / Ctrl-C that checkpoints first,
-no silent overwrite of another run, `--resume_from_checkpoint latest`, and a final `metrics.json`.
+`--resume_from_checkpoint latest` (resolved by `toolkit.runs`), and a final `metrics.json`.
 """
 
 import json
@@ -12,16 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..plotting import plot_training_curves
-from .arguments import RunArguments
-
-CURVES_FILE = "training_curves.png"
-METRICS_FILE = "metrics.json"
-RUN_MARKERS = ("config.json", "adapter_config.json", METRICS_FILE, "trainer_state.json")
+from ..runs import CURVES_FILE, METRICS_FILE, resolve_checkpoint
 
 
 def perplexity(loss: float) -> float:
@@ -117,34 +111,6 @@ class GracefulStopCallback(TrainerCallback):
         return control
 
 
-def check_output_dir(output_dir: str, overwrite: bool, resuming: bool) -> None:
-    """Refuse to write into a folder that holds another run, unless asked to overwrite or resume it."""
-    folder = Path(output_dir)
-    if overwrite or resuming or not folder.is_dir():
-        return
-    found = [name for name in RUN_MARKERS if (folder / name).exists()] + [p.name for p in folder.glob("checkpoint-*")]
-    if found:
-        raise ValueError(
-            f"output_dir {output_dir} already holds a run ({', '.join(sorted(found)[:4])}). Nothing was written. "
-            "Pick another --output_dir, resume it with --resume_from_checkpoint latest, "
-            "or pass --overwrite_output_dir true to replace it."
-        )
-
-
-def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """`latest` (or `true`) means the newest checkpoint-* in output_dir; a path must exist."""
-    if resume_from_checkpoint in (None, "", "false", "False"):
-        return None
-    if resume_from_checkpoint in ("latest", "true", "True"):
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint latest: no checkpoint-* folder in {output_dir}.")
-        return last
-    if not Path(resume_from_checkpoint).is_dir():
-        raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder.")
-    return resume_from_checkpoint
-
-
 def train_and_save(
     trainer: Trainer,
     args: TrainingArguments,
@@ -192,14 +158,3 @@ def train_and_save(
         if plot:
             curves.draw(args, trainer.state)
     return metrics
-
-
-def push_finished_run(run_args: RunArguments, output_dir: str, metrics: dict, **card) -> None:
-    """Upload a finished run when `push_repo_id` is set (main process only; a stopped run is not pushed)."""
-    if run_args.push_repo_id is None or "stopped_by" in metrics or not PartialState().is_main_process:
-        return
-    from ..hub import push_folder
-
-    push_folder(
-        output_dir, run_args.push_repo_id, private=run_args.push_private, dry_run=run_args.push_dry_run, **card
-    )

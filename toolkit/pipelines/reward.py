@@ -1,12 +1,27 @@
-"""Dataclass arguments of the reward and PPO recipes (parsed with `trl.TrlParser` next to RewardConfig / PPOConfig)."""
+r"""A scalar reward model on preference pairs (TRL's RewardTrainer), from a pretrained causal LM, full or LoRA.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/reward.py --config recipes/configs/reward/tiny_cpu.yaml
+
+parse -> pairs (hh-rlhf files, Hub, or the arithmetic task's corrupted and policy-sampled pairs) -> reward model ->
+RewardTrainer -> train -> held-out pairwise accuracy -> save (model, curves, metrics.json, run.json) -> push.
+"""
 
 from dataclasses import dataclass, field
 
 import datasets
+from transformers import set_seed
+from trl import RewardConfig, TrlParser
 
+from ..adapters import apply_lora, describe_parameters
 from ..data import SYNTHETIC_NAME
-from ..tasks.arithmetic import arithmetic_preference_pairs, format_prompt, make_arithmetic_dataset
-from .preferences import arithmetic_policy_pairs, load_preference_jsonl
+from ..loading import load_tokenizer
+from ..rlhf.preferences import arithmetic_policy_pairs, load_preference_jsonl
+from ..rlhf.reward import evaluate_reward_model, make_reward_trainer, reward_model_from_causal_lm
+from ..runs import prepare_output_dir
+from ..tasks.arithmetic import arithmetic_preference_pairs
+from ..training import AdapterArguments, RunArguments, train_and_save
+from .common import push_finished_run, recorded_run
 
 
 @dataclass
@@ -84,46 +99,60 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
     return datasets.DatasetDict(train=train, validation=held_out["test"])
 
 
-@dataclass
-class PPOScriptArguments:
-    policy_name_or_path: str = field(
-        default="outputs/sft-tiny",
-        metadata={
-            "help": "The SFT model to improve: a full model folder, a LoRA adapter folder (merged first), or a Hub id."
-        },
-    )
-    reward: str = field(
-        default="exact_match",
-        metadata={"help": "'model' (a trained reward model) or 'exact_match' (verifiable: the answer is correct)."},
-    )
-    reward_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "With reward='model': the reward model folder (also initialises the values)."}
-    )
-    dataset: str = field(
-        default=SYNTHETIC_NAME,
-        metadata={
-            "help": "Prompts: 'arithmetic' (built-in problems) or a preference JSONL(.gz) whose prompts are used."
-        },
-    )
-    num_prompts: int = field(default=1000, metadata={"help": "How many prompts to draw rollouts from."})
-    synthetic_difficulty: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "A checkpoint-N folder, or 'latest' for the newest one in output_dir."}
+def build_parser() -> TrlParser:
+    return TrlParser(
+        (RewardModelArguments, PreferenceDataArguments, AdapterArguments, RunArguments, RewardConfig), prog="reward"
     )
 
 
-def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
-    """A `prompt` column (plus `final_answer` for arithmetic, which the exact-match reward reads)."""
-    if args.dataset == SYNTHETIC_NAME:
-        problems = make_arithmetic_dataset("train", args.num_prompts, tuple(args.synthetic_difficulty))
-        return datasets.Dataset.from_dict(
-            {
-                "prompt": [format_prompt(question) for question in problems["question"]],
-                "final_answer": problems["final_answer"],
-            }
+def run(
+    model_args: RewardModelArguments,
+    data_args: PreferenceDataArguments,
+    adapter_args: AdapterArguments,
+    run_args: RunArguments,
+    config: RewardConfig,
+) -> dict:
+    """A scalar reward model on a causal LM's backbone (full or LoRA + score head), trained with TRL's
+    RewardTrainer; metrics add pairwise accuracy and margin on held-out pairs, computed per pair."""
+    main_process = config.process_index == 0
+    prepare_output_dir(
+        config.output_dir, run_args.overwrite_output_dir, bool(config.resume_from_checkpoint), main_process
+    )
+    if adapter_args.method not in ("full", "lora"):
+        raise ValueError(f"Reward models train with --method full or lora, not {adapter_args.method!r}.")
+    set_seed(config.seed)
+    splits = load_preference_splits(data_args, config.seed)
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = reward_model_from_causal_lm(model_args.model_name_or_path, tokenizer)
+    if adapter_args.method == "lora":
+        model = apply_lora(
+            model,
+            **adapter_args.lora_options(),
+            task_type="SEQ_CLS",
+            modules_to_save=["score"],  # the new score head trains in full next to the adapters
         )
-    pairs = load_preference_jsonl(args.dataset, explicit_prompt=True)
-    prompts = pairs.filter(lambda row: bool(row["prompt"])).select_columns(["prompt"])
-    return prompts.select(range(min(len(prompts), args.num_prompts)))
+    if main_process:
+        print(f"reward model ({adapter_args.method}): {describe_parameters(model)}")
+    trainer = make_reward_trainer(model, tokenizer, splits["train"], splits["validation"], args=config)
+
+    def held_out(trainer) -> dict:
+        scores = evaluate_reward_model(trainer.model, tokenizer, splits["validation"], max_length=config.max_length)
+        return {f"heldout_{name}": value for name, value in scores.items()}
+
+    record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
+    with recorded_run(config.output_dir, "reward", main_process=main_process, **record) as outcome:
+        metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out)
+        outcome.stopped = "stopped_by" in metrics
+    if not outcome.stopped:
+        push_finished_run(run_args, config.output_dir, main_process)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
+    metrics = run(model_args, data_args, adapter_args, run_args, config)
+    if config.process_index == 0:
+        print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
+    return metrics

@@ -18,12 +18,18 @@ import datasets
 from transformers import TrainingArguments
 from trl import RewardConfig, TrlParser
 
-from .evaluation.runner import RESULTS_CHART, EvalArguments, evaluate_models
-from .rlhf import PPOConfig
-from .rlhf.arguments import PPOScriptArguments, PreferenceDataArguments, RewardModelArguments
-from .rlhf.pipelines import run_ppo, train_reward_model
-from .tasks.arithmetic import DIFFICULTIES, make_arithmetic_dataset
-from .training import AdapterArguments, DataArguments, ModelArguments, RunArguments, fine_tune, pretrain
+from ..rlhf import PPOConfig
+from ..runs import RESULTS_CHART
+from ..tasks.arithmetic import DIFFICULTIES, make_arithmetic_dataset
+from ..training import AdapterArguments, DataArguments, ModelArguments, RunArguments
+from .eval import EvalArguments
+from .eval import run as evaluate_models
+from .ppo import PPOScriptArguments
+from .ppo import run as run_ppo
+from .pretrain import run as pretrain
+from .reward import PreferenceDataArguments, RewardModelArguments
+from .reward import run as train_reward_model
+from .sft import run as fine_tune
 
 STAGE_FILE = "stage.json"
 
@@ -277,6 +283,7 @@ def stage_evaluate(folder: Path, models: dict[str, Path], sizes: DemoSizes, seed
             tasks=["perplexity", "gsm8k", "bleu"],
             limit=sizes.eval_problems,
             output_dir=str(folder),
+            overwrite_output_dir=True,
             use_cpu=True,
             batch_size=32,
             num_fewshot=0,  # the models were trained on single problems; exemplars would not fit their context
@@ -344,7 +351,7 @@ def write_report(output_dir: Path, stages: dict[str, dict], sizes: DemoSizes) ->
         f"![scores per stage](evaluate/{RESULTS_CHART})",
         "",
         "Training curves: `pretrain/training_curves.png`, `sft-*/training_curves.png`, `reward/training_curves.png`, "
-        "`ppo/ppo_metrics.png`. Per-example outputs: `evaluate/<stage>/<task>.jsonl`.",
+        "`ppo/training_curves.png`. Per-example outputs: `evaluate/<stage>/<task>.jsonl`.",
     ]
     path = output_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -388,7 +395,11 @@ def run_demo(args: DemoArguments) -> dict[str, dict]:
     return stages
 
 
+def build_parser() -> TrlParser:
+    return TrlParser(DemoArguments, prog="demo")
+
+
 def main(argv: list[str] | None = None) -> int:
-    (args,) = TrlParser(DemoArguments, prog="toolkit demo").parse_args_and_config(argv)
+    (args,) = build_parser().parse_args_and_config(argv)
     run_demo(args)
     return 0

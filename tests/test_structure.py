@@ -1,0 +1,119 @@
+"""The package's shape: no import cycles, building blocks never import pipelines, importing it changes no global
+state, and version-sensitive imports live in `toolkit/_compat.py`."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recipes_loader import REPO
+
+PACKAGE = REPO / "toolkit"
+# Exported next to saved weights (auto_map) and run in TRL 1.12's own environment: they import on their own.
+STANDALONE = {"toolkit.models.configuration_gpt", "toolkit.models.modeling_gpt", "toolkit.bench_trl_ppo"}
+TOOLS = {"toolkit.cli", "toolkit.bench", "toolkit.scaling"}  # front doors and measurements, built on pipelines
+TOP_LEVEL_ONLY = ("transformers", "peft", "trl", "accelerate", "huggingface_hub", "datasets", "evaluate")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_level(tree: ast.Module) -> list[ast.stmt]:
+    """The statements that run on import: top level and inside top-level try/if, not under `if TYPE_CHECKING`."""
+    statements, pending = [], list(tree.body)
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            continue
+        if isinstance(node, (ast.If, ast.Try)):
+            pending += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+        statements.append(node)
+    return statements
+
+
+def imports_of(path: Path, on_import_only: bool = False) -> list[tuple[str, int]]:
+    """(absolute module, line) of the imports in the file (only those that run on import, if asked), relative ones
+    resolved."""
+    package = module_name(path).split(".") if path.name == "__init__.py" else module_name(path).split(".")[:-1]
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in module_level(tree) if on_import_only else ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            found.append((module, node.lineno))
+            # `from . import models` imports a module, not a name
+            found += [(f"{module}.{alias.name}", node.lineno) for alias in node.names if node.module is None]
+    return found
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py") if "metrics" not in path.parts}
+
+
+def internal_graph() -> dict[str, set[str]]:
+    graph = {}
+    for name, path in MODULES.items():
+        targets = {target for target, _ in imports_of(path, on_import_only=True) if target.startswith("toolkit")}
+        # importing toolkit.a.b runs toolkit/a/__init__.py too
+        expanded = set()
+        for target in targets:
+            parts = target.split(".")
+            expanded |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)} & set(MODULES)
+        graph[name] = expanded - {name}
+    return graph
+
+
+def test_no_import_cycles_at_module_level():
+    graph, state, stack = internal_graph(), {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open" and not node.startswith(target + "."):  # a package's own submodules
+                cycle = stack[stack.index(target) :] + [target]
+                pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+            if target not in state:
+                visit(target)
+        stack.pop()
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_building_blocks_never_import_pipelines():
+    for name, path in MODULES.items():
+        if name.startswith("toolkit.pipelines") or name in TOOLS or name == "toolkit":
+            continue
+        for target, line in imports_of(path):
+            assert not target.startswith("toolkit.pipelines"), f"{path.relative_to(REPO)}:{line} imports {target}"
+
+
+def test_version_sensitive_imports_live_in_compat():
+    for name, path in MODULES.items():
+        if name in STANDALONE or name == "toolkit._compat":
+            continue
+        for target, line in imports_of(path):
+            root = target.split(".")[0]
+            if root in TOP_LEVEL_ONLY and target != root:
+                pytest.fail(f"{path.relative_to(REPO)}:{line} imports {target}: import it in toolkit/_compat.py")
+
+
+def test_importing_the_toolkit_loads_no_pyplot_and_keeps_the_backend():
+    script = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "import toolkit, toolkit.plotting, toolkit.evaluation.report, toolkit.rlhf, toolkit.scaling\n"
+        "print('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "svg"]

@@ -1,0 +1,235 @@
+r"""Evaluation: several models x several tasks (`toolkit.evaluation.TASKS`), sharded over processes, one report.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/eval.py --config recipes/configs/eval/tiny_cpu.yaml
+
+parse -> load every task's data (bad data fails before any model loads) -> per model: load, then per task: this
+process's records, gathered, scored once -> results.json, results.md, results.png, <model>/<task>.jsonl, run.json.
+
+Models: anything `toolkit.loading.load_causal_lm` loads (a base model, a full fine-tune, a LoRA or prompt-tuning
+adapter folder, a Hub id), or a run folder, whose record says where its model is (a PPO run: its policy/).
+Under `accelerate launch --num_processes N` each process takes whole batches of every task (see
+`toolkit.evaluation.task`), so the numbers do not depend on N.
+"""
+
+import gc
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from transformers import PreTrainedTokenizerBase
+from trl import TrlParser
+
+from .._compat import gather_object
+from ..evaluation import TASKS, BleuArguments, Gsm8kArguments, PerplexityArguments
+from ..evaluation.report import TaskScore, plot_results, results_table
+from ..evaluation.task import ArithmeticSourceArguments, Shard, Task
+from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer
+from ..runs import RESULTS_CHART, RESULTS_JSON, RESULTS_TABLE, model_dir, prepare_output_dir, read_run
+from .common import recorded_run
+
+
+@dataclass(kw_only=True)
+class CommonEvalArguments:
+    models: list[str] = field(
+        metadata={
+            "help": "Model folders or Hub ids: base models, full fine-tunes, PEFT adapter folders, run folders (a "
+            "PPO run's policy is read from its record)."
+        }
+    )
+    model_names: list[str] | None = field(
+        default=None, metadata={"help": "Labels for the models, in the same order. None: the folder names."}
+    )
+    tasks: list[str] = field(
+        default_factory=lambda: ["perplexity"], metadata={"help": f"Tasks to run, among {', '.join(TASKS)}."}
+    )
+    limit: int | None = field(
+        default=None,
+        metadata={"help": "Examples per task for quick runs: documents (perplexity), questions, prompts. None: all."},
+    )
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Where results and per-example records go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds other results."}
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder or Hub id for every model. None: each model's own."}
+    )
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype: 'auto' (as saved), 'float32', 'bfloat16'."})
+    batch_size: int = field(default=8, metadata={"help": "Perplexity windows per forward pass; prompts per generate."})
+    use_cpu: bool = field(default=False, metadata={"help": "Run on CPU even when GPUs are available."})
+
+
+# Each task's flags come from its own file; the order of the bases puts the common flags first in --help.
+@dataclass(kw_only=True)
+class EvalArguments(
+    BleuArguments, Gsm8kArguments, PerplexityArguments, ArithmeticSourceArguments, CommonEvalArguments
+):
+    """Every flag of `toolkit eval`: the common ones, then the arithmetic source's, then each task's."""
+
+
+def build_parser() -> TrlParser:
+    return TrlParser(EvalArguments, prog="eval")
+
+
+def looks_local(path: str) -> bool:
+    """A path rather than a Hub id (`name` or `org/name`): asking the Hub about a mistyped folder takes a minute."""
+    candidate = Path(path).expanduser()
+    return (
+        candidate.is_absolute()
+        or path.startswith((".", "~"))
+        or path.count("/") > 1
+        or (candidate.parent != Path(".") and candidate.parent.is_dir())
+    )
+
+
+def model_labels(args: EvalArguments) -> list[str]:
+    if args.model_names is not None:
+        if len(args.model_names) != len(args.models):
+            raise ValueError(
+                f"{len(args.model_names)} model_names for {len(args.models)} models: one name per model, in order."
+            )
+        labels = args.model_names
+    else:
+        labels = [Path(path).name or path for path in args.models]
+        if len(set(labels)) < len(labels):  # e.g. two checkpoint-500 folders
+            labels = list(args.models)
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"Model names must be distinct, got {labels}.")
+    for label in labels:
+        if file_name(label) in ("", ".", ".."):
+            raise ValueError(f"Model name {label!r} cannot name a folder of per-example records; pick another.")
+    return labels
+
+
+def resolve_model(path: str) -> str:
+    """The model folder to load: a run folder's model (its record says where; a PPO run's policy/), else `path`."""
+    if not Path(path).exists() and looks_local(path):
+        raise ValueError(
+            f"Model path {path!r} does not exist. Pass a folder written by save_pretrained (a full model, a PEFT "
+            "adapter folder, a run folder) or a Hub model id."
+        )
+    folder = Path(path)
+    record = read_run(folder) if folder.is_dir() else None
+    if record is not None and record.model_path is not None:
+        folder = model_dir(folder, record)
+    if folder.is_dir() and not any((folder / name).is_file() for name in ("config.json", "adapter_config.json")):
+        inside = sorted(
+            str(config.parent)
+            for pattern in ("*/config.json", "*/adapter_config.json")
+            for config in folder.glob(pattern)
+        )
+        hint = f" Model folders inside it: {', '.join(inside)}." if inside else ""
+        raise ValueError(
+            f"{path!r} is not a model folder: it holds neither config.json nor adapter_config.json.{hint}"
+        )
+    return str(folder) if folder != Path(path) else path
+
+
+def tokenizer_for(path: str, tokenizer: str | None) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, checked before any model runs, with an error that says how to fix a missing one."""
+    try:
+        return load_tokenizer(tokenizer or path)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} Here: pass --tokenizer <folder or Hub id> to use one tokenizer for every model."
+        ) from error
+
+
+def check_arguments(args: EvalArguments) -> None:
+    if not args.models:
+        raise ValueError("No model to evaluate: pass --models <folder or Hub id> [...].")
+    unknown = [task for task in args.tasks if task not in TASKS]
+    if unknown or not args.tasks:
+        raise ValueError(
+            f"Unknown task(s) {unknown}: choose among {', '.join(TASKS)} (e.g. --tasks perplexity gsm8k)."
+        )
+    if len(set(args.tasks)) < len(args.tasks):
+        raise ValueError(f"Each task once, please: got {args.tasks}.")
+    for name in ("batch_size", "limit", "gsm8k_max_new_tokens", "bleu_max_new_tokens"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name} must be positive, got {value}.")
+
+
+def file_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+
+
+def write_records(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as file:
+        for record in records:
+            file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def run(args: EvalArguments) -> dict:
+    """Every model on every task; writes the report in `output_dir` (main process) and returns its contents."""
+    check_arguments(args)
+    labels = model_labels(args)
+    tasks: list[Task] = [TASKS[name](args) for name in args.tasks]
+    task_data = [task.load() for task in tasks]  # bad data fails before any model is loaded
+    paths = [resolve_model(path) for path in args.models]
+    tokenizers = [tokenizer_for(path, args.tokenizer) for path in paths]
+    state = PartialState(cpu=args.use_cpu)
+    output_dir = Path(args.output_dir)
+    prepare_output_dir(output_dir, args.overwrite_output_dir, resuming=False, main_process=state.is_main_process)
+    shard = Shard(state.process_index, state.num_processes, args.batch_size, state.is_local_main_process)
+
+    scores = []
+    with recorded_run(
+        str(output_dir), "eval", main_process=state.is_main_process, datasets=[d.source for d in task_data]
+    ):
+        for label, path, tokenizer in zip(labels, paths, tokenizers):
+            model = load_causal_lm(path, dtype=args.dtype, device=str(state.device))
+            for task, data in zip(tasks, task_data):
+                if state.is_main_process:
+                    print(
+                        f"{label}: {task.name} on {data.source} ({data.num_examples} examples, "
+                        f"{state.num_processes} process(es))"
+                    )
+                scored = task.score(model, data, gather_object(task.records(model, tokenizer, data, shard)))
+                metrics = {key: value for key, value in scored.result.to_dict().items() if key != "protocol"}
+                scores.append(
+                    TaskScore(
+                        label,
+                        path,
+                        is_peft_adapter(path),
+                        task.name,
+                        data.source,
+                        data.num_examples,
+                        metrics,
+                        scored.protocol,
+                        [list(pair) for pair in task.headline],
+                    )
+                )
+                if state.is_main_process:
+                    write_records(output_dir / file_name(label) / f"{task.name}.jsonl", scored.records)
+            del model
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+        report = {
+            "arguments": asdict(args),
+            "num_processes": state.num_processes,
+            "results": [asdict(score) for score in scores],
+        }
+        if state.is_main_process:
+            (output_dir / RESULTS_JSON).write_text(json.dumps(report, indent=2, default=str))
+            table = results_table(scores, labels)
+            (output_dir / RESULTS_TABLE).write_text(table + "\n")
+            plot_results(scores, labels, output_dir / RESULTS_CHART)
+            print(table)
+            print(f"Results in {output_dir}: {RESULTS_JSON}, {RESULTS_TABLE}, {RESULTS_CHART}, <model>/<task>.jsonl")
+    state.wait_for_everyone()
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """`toolkit eval --config recipes/configs/eval/tiny_cpu.yaml` (or flags); under `accelerate launch -m
+    toolkit.cli eval ...` the work is sharded over the processes."""
+    (args,) = build_parser().parse_args_and_config(argv)
+    return run(args)

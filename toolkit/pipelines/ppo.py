@@ -1,0 +1,149 @@
+r"""PPO RLHF on an SFT model, with a verifiable reward (the arithmetic task's exact match) or a trained reward model.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/ppo.py --config recipes/configs/ppo/tiny_cpu.yaml
+
+parse -> prompts -> policy (SFT model, LoRA on top), reward and value models -> PPOTrainer -> train -> save (policy/,
+value function, metrics.jsonl, curves, metrics.json, run.json) -> push.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from accelerate import PartialState
+from peft import PeftModel
+from transformers import PreTrainedModel, set_seed
+from trl import TrlParser
+
+from ..adapters import apply_lora, describe_parameters, merge_adapter
+from ..data import SYNTHETIC_NAME
+from ..loading import load_causal_lm, load_tokenizer, model_context_length
+from ..rlhf import PPOConfig, PPOTrainer
+from ..rlhf.preferences import load_preference_jsonl
+from ..rlhf.reward import load_reward_model
+from ..rlhf.rewards import REWARD_FUNCTIONS
+from ..runs import METRICS_FILE, SFT_MERGED_DIR, prepare_output_dir, resolve_checkpoint
+from ..tasks.arithmetic import format_prompt, make_arithmetic_dataset
+from ..training import AdapterArguments, RunArguments
+from .common import push_finished_run, recorded_run
+
+
+@dataclass
+class PPOScriptArguments:
+    policy_name_or_path: str = field(
+        default="outputs/sft-tiny",
+        metadata={
+            "help": "The SFT model to improve: a full model folder, a LoRA adapter folder (merged first), or a Hub id."
+        },
+    )
+    reward: str = field(
+        default="exact_match",
+        metadata={"help": "'model' (a trained reward model) or 'exact_match' (verifiable: the answer is correct)."},
+    )
+    reward_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "With reward='model': the reward model folder (also initialises the values)."}
+    )
+    dataset: str = field(
+        default=SYNTHETIC_NAME,
+        metadata={
+            "help": "Prompts: 'arithmetic' (built-in problems) or a preference JSONL(.gz) whose prompts are used."
+        },
+    )
+    num_prompts: int = field(default=1000, metadata={"help": "How many prompts to draw rollouts from."})
+    synthetic_difficulty: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint-N folder, or 'latest' for the newest one in output_dir."}
+    )
+
+
+def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
+    """A `prompt` column (plus `final_answer` for arithmetic, which the exact-match reward reads)."""
+    if args.dataset == SYNTHETIC_NAME:
+        problems = make_arithmetic_dataset("train", args.num_prompts, tuple(args.synthetic_difficulty))
+        return datasets.Dataset.from_dict(
+            {
+                "prompt": [format_prompt(question) for question in problems["question"]],
+                "final_answer": problems["final_answer"],
+            }
+        )
+    pairs = load_preference_jsonl(args.dataset, explicit_prompt=True)
+    prompts = pairs.filter(lambda row: bool(row["prompt"])).select_columns(["prompt"])
+    return prompts.select(range(min(len(prompts), args.num_prompts)))
+
+
+def build_parser() -> TrlParser:
+    return TrlParser((PPOScriptArguments, AdapterArguments, RunArguments, PPOConfig), prog="ppo")
+
+
+def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output_dir: str) -> PreTrainedModel:
+    """The SFT model, wrapped in a fresh LoRA when method=lora: the reference is then the same weights with the
+    adapter disabled, with no second copy in memory. An SFT LoRA adapter is merged first and the merged model saved
+    in output_dir/sft-merged, which the PPO adapter then names as its base (so it loads on the right weights)."""
+    policy = load_causal_lm(args.policy_name_or_path, device="cpu")
+    if isinstance(policy, PeftModel):
+        policy = merge_adapter(policy)
+        merged_dir = Path(output_dir) / SFT_MERGED_DIR
+        if PartialState().is_main_process:
+            policy.save_pretrained(merged_dir)
+            load_tokenizer(args.policy_name_or_path).save_pretrained(merged_dir)
+        policy.name_or_path = str(merged_dir)
+    if adapter_args.method == "lora":
+        # Dropout stays off in RLHF: log-probs must match between rollout and update.
+        policy = apply_lora(policy, **{**adapter_args.lora_options(), "dropout": 0.0})
+    elif adapter_args.method != "full":
+        raise ValueError(f"PPO trains the policy with --method full or lora, not {adapter_args.method!r}.")
+    return policy.train()
+
+
+def run(
+    args: PPOScriptArguments, adapter_args: AdapterArguments, run_args: RunArguments, config: PPOConfig
+) -> list[dict]:
+    """PPO from an SFT model with a reward model or a verifiable reward; returns the metrics history and writes
+    output_dir/policy, metrics.jsonl, training_curves.png, a metrics.json summary and run.json."""
+    main_process = PartialState().is_main_process
+    prepare_output_dir(
+        config.output_dir, run_args.overwrite_output_dir, bool(args.resume_from_checkpoint), main_process
+    )
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(args.policy_name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    policy = load_policy(args, adapter_args, config.output_dir)
+    if args.reward == "model":
+        if args.reward_model_name_or_path is None:
+            raise ValueError("--reward model needs --reward_model_name_or_path (a folder written by reward.py).")
+        scorer = {
+            "reward_model": load_reward_model(args.reward_model_name_or_path),
+            "value_model": load_reward_model(args.reward_model_name_or_path),
+            "reward_tokenizer": load_tokenizer(args.reward_model_name_or_path),
+        }
+    elif args.reward in REWARD_FUNCTIONS:
+        scorer = {"reward_fn": REWARD_FUNCTIONS[args.reward]}
+    else:
+        raise ValueError(f"Unknown --reward {args.reward!r}; choose 'model' or one of {list(REWARD_FUNCTIONS)}.")
+
+    trainer = PPOTrainer(config, policy, tokenizer, load_prompts(args), **scorer)
+    if trainer.accelerator.is_main_process:
+        print(f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}")
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, config.output_dir)
+    record = dict(method=adapter_args.method, base_model=args.policy_name_or_path, datasets=[args.dataset])
+    with recorded_run(config.output_dir, "ppo", main_process=main_process, **record):
+        history = trainer.train(resume_from_checkpoint=checkpoint)
+        if main_process:
+            summary = {"steps": len(history), "first": history[0], "last": history[-1]}
+            Path(config.output_dir, METRICS_FILE).write_text(json.dumps(summary, indent=2))
+    push_finished_run(run_args, config.output_dir, main_process)
+    return history
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
+    history = run(args, adapter_args, run_args, config)
+    first, last = history[0], history[-1]
+    print(f"score {first['objective/scores']:.3f} -> {last['objective/scores']:.3f}, KL {last['objective/kl']:.3f}")
+    return history

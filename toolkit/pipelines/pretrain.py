@@ -1,0 +1,81 @@
+r"""Pretraining a GPT from scratch (our GPT, any preset or shape, or a GPT-2-architecture model) on packed blocks.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/pretrain.py --config recipes/configs/pretrain/tiny_cpu.yaml
+
+parse -> data (load, tokenizer, pack) -> model -> Trainer -> train -> save (model, tokenizer, curves, metrics.json,
+run.json) -> push.
+"""
+
+import datasets
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments, set_seed
+from trl import TrlParser
+
+from ..data import pack_for_language_modeling
+from ..runs import prepare_output_dir
+from ..training import DataArguments, ModelArguments, RunArguments, ToolkitTrainer, train_and_save
+from ..training.setup import build_model, build_tokenizer, load_training_splits
+from .common import push_finished_run, recorded_run
+
+
+def build_parser() -> TrlParser:
+    return TrlParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="pretrain")
+
+
+def prepare(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, datasets.DatasetDict]:
+    """Tokenizer, fresh model and packed train/validation blocks of a pretraining run (seeded)."""
+    set_seed(training_args.seed)
+    splits = load_training_splits(data_args)
+    tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
+    model = build_model(model_args, tokenizer, data_args.block_size)
+    with training_args.main_process_first(desc="tokenizing and packing"):
+        blocks = pack_for_language_modeling(
+            splits,
+            tokenizer,
+            data_args.text_column,
+            data_args.block_size,
+            validation_fraction=data_args.validation_fraction,
+            train_stride=data_args.block_stride,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+    return tokenizer, model, blocks
+
+
+def run(
+    model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, training_args: TrainingArguments
+) -> dict:
+    """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
+    main_process = training_args.process_index == 0
+    output_dir = training_args.output_dir
+    prepare_output_dir(
+        output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint), main_process
+    )
+    tokenizer, model, blocks = prepare(model_args, data_args, training_args)
+    if main_process:
+        print(
+            f"{model.__class__.__name__}: {model.num_parameters():,} parameters, vocabulary {len(tokenizer)}, "
+            f"{len(blocks['train']):,} training blocks of {data_args.block_size} tokens"
+        )
+    trainer = ToolkitTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=blocks["train"],
+        eval_dataset=blocks["validation"],
+        processing_class=tokenizer,
+    )
+    with recorded_run(output_dir, "pretrain", main_process=main_process, datasets=[data_args.dataset]) as outcome:
+        metrics = train_and_save(trainer, training_args, plot=run_args.plot, tokens_per_sample=data_args.block_size)
+        outcome.stopped = "stopped_by" in metrics
+    if not outcome.stopped:
+        push_finished_run(run_args, output_dir, main_process)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, run_args, training_args = build_parser().parse_args_and_config(argv)
+    metrics = run(model_args, data_args, run_args, training_args)
+    if training_args.process_index == 0:
+        print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
+    return metrics

@@ -1,0 +1,220 @@
+"""The run folder: one layout for every job, and the one place that says what a folder holds.
+
+A run folder is a recipe's `--output_dir`. What a run is, is written into it (`run.json`), never guessed from its
+shape:
+
+    run.json              job (pretrain, sft, reward, ppo, eval), method (full, lora, prompt_tuning), status
+                          (running, stopped, finished, failed), where the model is, base model, data, timings
+    config.json, *.safetensors, tokenizer files, adapter_config.json    the trained model (PPO: in policy/)
+    metrics.json          the final metrics
+    metrics.jsonl         PPO: one line of metrics per logged step
+    training_curves.png   loss / perplexity curves (PPO: reward, KL, response length)
+    checkpoint-N/         resumable checkpoints (`--resume_from_checkpoint latest`)
+    results.json, results.md, results.png, <model>/<task>.jsonl    evaluation
+    policy/, value/ or value_head.safetensors, sft-merged/
+                          PPO: the policy, the value function, the merged SFT model under the policy
+    merged/               LoRA with --merge_adapter: the adapter merged into its base
+    hub-upload/           `toolkit push --dry_run`: exactly what would be uploaded
+
+Every job reads and writes these names from here, and goes through `prepare_output_dir` (never write into a folder
+holding another run by accident) and `resolve_checkpoint` (what `latest` means).
+"""
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ._compat import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
+METRICS_LOG_FILE = "metrics.jsonl"
+CURVES_FILE = "training_curves.png"
+TRAINER_STATE_FILE = "trainer_state.json"
+RESULTS_JSON, RESULTS_TABLE, RESULTS_CHART = "results.json", "results.md", "results.png"
+POLICY_DIR = "policy"
+VALUE_DIR = "value"
+VALUE_HEAD_FILE = "value_head.safetensors"
+SFT_MERGED_DIR = "sft-merged"
+MERGED_DIR = "merged"
+HUB_UPLOAD_DIR = "hub-upload"
+CHECKPOINT_PREFIX = PREFIX_CHECKPOINT_DIR  # "checkpoint": folders checkpoint-<step>
+
+JOBS = ("pretrain", "sft", "reward", "ppo", "eval")
+METHODS = ("full", "lora", "prompt_tuning")
+STATUSES = ("running", "stopped", "finished", "failed")
+# Files that mean a folder already holds a run.
+RUN_MARKERS = (RUN_FILE, "config.json", "adapter_config.json", METRICS_FILE, TRAINER_STATE_FILE, RESULTS_JSON)
+
+
+@dataclass
+class RunRecord:
+    """What `run.json` says about a run."""
+
+    job: str
+    method: str | None = None  # how the weights were trained: full, lora or prompt_tuning (sft, reward, ppo)
+    status: str = "running"
+    model_path: str | None = "."  # the model's folder, relative to the run folder (PPO: policy; eval: none)
+    base_model: str | None = None  # the model the run started from (None: trained from scratch)
+    datasets: list[str] = field(default_factory=list)
+    toolkit_version: str = ""
+    started: float = 0.0  # Unix time
+    finished: float | None = None
+    seconds: float | None = None  # wall time from start to end
+
+    @property
+    def kind(self) -> str:
+        """One word for what the folder holds: pretrain, full, lora, prompt_tuning (fine-tuned), reward, ppo, eval."""
+        return self.method if self.job == "sft" and self.method else self.job
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def read_run(folder: str | Path) -> RunRecord | None:
+    """The run's record, or None for a folder no run recorded itself in (a plain `save_pretrained` folder)."""
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        return None
+    values = json.loads(path.read_text())
+    known = {item.name for item in fields(RunRecord)}
+    return RunRecord(**{key: value for key, value in values.items() if key in known})
+
+
+def write_run(folder: str | Path, record: RunRecord) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_FILE).write_text(record.to_json())
+
+
+def start_run(
+    folder: str | Path,
+    job: str,
+    *,
+    method: str | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+) -> RunRecord:
+    """Record a run as running in `folder` (call on the main process only) and return its record."""
+    from . import __version__
+
+    if job not in JOBS:
+        raise ValueError(f"Unknown job {job!r}; one of {JOBS}.")
+    model_path = {"ppo": POLICY_DIR, "eval": None}.get(job, ".")
+    record = RunRecord(
+        job,
+        method,
+        model_path=model_path,
+        base_model=base_model,
+        datasets=list(datasets or []),
+        toolkit_version=__version__,
+        started=time.time(),
+    )
+    write_run(folder, record)
+    return record
+
+
+def end_run(folder: str | Path, record: RunRecord, status: str) -> RunRecord:
+    """Record how the run ended (finished, stopped or failed) and its wall time."""
+    if status not in STATUSES:
+        raise ValueError(f"Unknown status {status!r}; one of {STATUSES}.")
+    record.status, record.finished = status, time.time()
+    record.seconds = record.finished - record.started
+    write_run(folder, record)
+    return record
+
+
+def is_finished(folder: str | Path) -> bool:
+    record = read_run(folder)
+    return record is not None and record.status == "finished"
+
+
+def model_dir(folder: str | Path, record: RunRecord | None = None) -> Path:
+    """Where the run's model is: the folder itself, or the subfolder the record names (PPO: policy/)."""
+    record = record or read_run(folder)
+    if record is None or record.model_path in (None, "."):
+        return Path(folder)
+    return Path(folder) / record.model_path
+
+
+def run_of_model(folder: str | Path) -> tuple[Path, RunRecord | None]:
+    """The run folder a model folder belongs to, with its record: the folder itself, or for a PPO policy folder the
+    run around it (whose record names this folder as its model)."""
+    folder = Path(folder)
+    record = read_run(folder)
+    if record is None:
+        parent = read_run(folder.parent)
+        if parent is not None and parent.model_path not in (None, ".") and folder.name == parent.model_path:
+            return folder.parent, parent
+    return folder, record
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    folder = Path(output_dir)
+    return sorted(folder.glob(f"{CHECKPOINT_PREFIX}-*"), key=lambda path: path.name) if folder.is_dir() else []
+
+
+def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool, main_process: bool = True) -> None:
+    """Refuse to write into a folder that holds another run, unless told to resume it or to overwrite it; an
+    overwritten run starts fresh: the main process removes its old checkpoints first (so `latest` can never resume
+    them). Every process checks; only `main_process` removes."""
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output_dir {output_dir} is a file: pass a folder (it is created if missing).")
+    if resuming or not folder.is_dir():
+        return
+    found = [name for name in RUN_MARKERS if (folder / name).exists()] + [path.name for path in checkpoints(folder)]
+    if found and not overwrite:
+        raise ValueError(
+            f"output_dir {output_dir} already holds a run ({', '.join(sorted(found)[:4])}). Nothing was written. "
+            "Pick another --output_dir, resume it with --resume_from_checkpoint latest, "
+            "or pass --overwrite_output_dir true to replace it."
+        )
+    old = checkpoints(folder)
+    if overwrite and old and main_process:
+        print(f"--overwrite_output_dir: removing the old run's {', '.join(path.name for path in old)} in {folder}")
+        for path in old:
+            shutil.rmtree(path)
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | Path) -> str | None:
+    """`latest` (or `true`) means the newest checkpoint-* in output_dir; a path must exist."""
+    if resume_from_checkpoint in (None, "", "false", "False"):
+        return None
+    if resume_from_checkpoint in ("latest", "true", "True"):
+        last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint latest: no {CHECKPOINT_PREFIX}-* folder in {output_dir}.")
+        return last
+    if not Path(resume_from_checkpoint).is_dir():
+        raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder.")
+    return resume_from_checkpoint
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON file's contents, or {} when it is missing."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+__all__ = [
+    "CURVES_FILE",
+    "METRICS_FILE",
+    "METRICS_LOG_FILE",
+    "POLICY_DIR",
+    "RESULTS_CHART",
+    "RESULTS_JSON",
+    "RESULTS_TABLE",
+    "RUN_FILE",
+    "RunRecord",
+    "end_run",
+    "is_finished",
+    "model_dir",
+    "prepare_output_dir",
+    "read_run",
+    "resolve_checkpoint",
+    "run_of_model",
+    "start_run",
+]
