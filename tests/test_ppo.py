@@ -62,16 +62,17 @@ def starts_with_a(prompts: list[str], responses: list[str]) -> list[float]:
 def make_config(tmp_path, **overrides) -> PPOConfig:
     fields = dict(
         output_dir=str(tmp_path / "ppo"),
-        batch_size=8,
-        mini_batch_size=4,
+        per_device_train_batch_size=2,
         gradient_accumulation_steps=2,
+        num_mini_batches=2,  # 8 prompts a step, 2 optimizer steps of 4 (2 micro-batches of 2) per PPO epoch
         num_ppo_epochs=2,
-        num_steps=4,
+        max_steps=4,
         learning_rate=1e-3,
         max_new_tokens=6,
         temperature=0.9,
         sample_steps=0,
-        progress_bar=False,
+        disable_tqdm=True,
+        report_to="none",
     )
     return PPOConfig(**{**fields, **overrides})
 
@@ -287,7 +288,9 @@ def test_reward_fn_receives_the_other_dataset_columns(tmp_path, tokenizer):
         calls.append(list(zip(prompts, answer)))
         return [float(response.strip() == gold) for response, gold in zip(responses, answer)]
 
-    config = make_config(tmp_path, batch_size=4, mini_batch_size=4, gradient_accumulation_steps=1, num_steps=1)
+    config = make_config(
+        tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=1, num_mini_batches=1, max_steps=1
+    )
     PPOTrainer(config, tiny_policy(tokenizer), tokenizer, dataset, reward_fn=exact_match).step()
     gold = dict(zip(dataset["prompt"], dataset["answer"]))
     assert sorted(calls[0]) == sorted(gold.items())
@@ -333,7 +336,7 @@ def test_checkpoint_and_resume_continue_with_identical_state(tmp_path, tokenizer
 
 def test_train_saves_every_save_steps_and_resumes_from_a_checkpoint(tmp_path, tokenizer):
     def trainer(output_dir):
-        config = make_config(tmp_path, output_dir=str(output_dir), num_steps=3, save_steps=2)
+        config = make_config(tmp_path, output_dir=str(output_dir), max_steps=3, save_steps=2)
         return PPOTrainer(config, tiny_policy(tokenizer), tokenizer, PROMPTS, reward_fn=starts_with_a)
 
     first = trainer(tmp_path / "first")
@@ -362,8 +365,9 @@ scores = []
 def length_reward(prompts, responses):
     scores.append([float(len(response)) for response in responses])
     return scores[-1]
-config = PPOConfig(output_dir=sys.argv[1], batch_size=4, mini_batch_size=2, gradient_accumulation_steps=2,
-                   num_ppo_epochs=1, num_steps=2, learning_rate=1e-3, max_new_tokens=5, progress_bar=False)
+config = PPOConfig(output_dir=sys.argv[1], per_device_train_batch_size=1, gradient_accumulation_steps=2,
+                   num_mini_batches=2, num_ppo_epochs=1, max_steps=2, learning_rate=1e-3, max_new_tokens=5,
+                   disable_tqdm=True, report_to="none", use_cpu=True)
 prompts = ["ab", "cde", "h", "fgh", "abc", "d", "ee", "gha"]
 trainer = PPOTrainer(config, policy, tokenizer, prompts, reward_fn=length_reward)
 history = trainer.train()
@@ -398,10 +402,10 @@ def test_two_processes_split_prompts_sync_weights_and_average_metrics_per_exampl
 def test_training_raises_a_verifiable_reward(tmp_path, tokenizer):
     config = make_config(
         tmp_path,
-        batch_size=16,
-        mini_batch_size=8,
+        per_device_train_batch_size=4,
+        num_mini_batches=2,
         num_ppo_epochs=4,
-        num_steps=25,
+        max_steps=25,
         learning_rate=3e-3,
         temperature=1.0,
         kl_coef=0.01,
@@ -427,10 +431,10 @@ def test_lora_policy_with_a_value_model_learns(tmp_path, tokenizer):
     """A LoRA policy with a separate (sequence-classification) value model, k3 and adaptive KL: the reward rises."""
     config = make_config(
         tmp_path,
-        batch_size=16,
-        mini_batch_size=8,
+        per_device_train_batch_size=4,
+        num_mini_batches=2,
         num_ppo_epochs=4,
-        num_steps=30,
+        max_steps=30,
         learning_rate=1e-2,
         temperature=1.0,
         kl_coef=0.01,
@@ -448,3 +452,36 @@ def test_lora_policy_with_a_value_model_learns(tmp_path, tokenizer):
     scores = [metrics["objective/scores"] for metrics in trainer.train()]
     assert sum(scores[:5]) / 5 < 0.3
     assert sum(scores[-5:]) / 5 > 0.7
+
+
+def test_activation_checkpointing_changes_memory_not_the_numbers(tmp_path, tokenizer):
+    trained = {}
+    for checkpointing in (False, True):
+        config = make_config(tmp_path, max_steps=1, activation_checkpointing=checkpointing)
+        trainer = PPOTrainer(config, lora(tiny_policy(tokenizer)), tokenizer, PROMPTS, reward_fn=starts_with_a)
+        trainer.step()
+        trained[checkpointing] = parameters(trainer.policy)
+    assert trained[True].keys() == trained[False].keys()
+    for name, tensor in trained[False].items():
+        assert torch.allclose(trained[True][name], tensor, atol=1e-6), name
+
+
+def test_save_total_limit_keeps_the_newest_checkpoints(tmp_path, tokenizer):
+    config = make_config(tmp_path, max_steps=4, save_steps=1, save_total_limit=2)
+    PPOTrainer(config, tiny_policy(tokenizer), tokenizer, PROMPTS, reward_fn=starts_with_a).train()
+    assert sorted(path.name for path in (tmp_path / "ppo").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"per_device_train_batch_size": 0}, "--per_device_train_batch_size must be at least 1"),
+        ({"num_mini_batches": 0}, "--num_mini_batches must be at least 1"),
+        ({"num_ppo_epochs": 0}, "--num_ppo_epochs must be at least 1"),
+        ({"max_steps": 0}, "--max_steps 0 trains nothing"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused_by_name(tmp_path, setting, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(tmp_path, **setting)

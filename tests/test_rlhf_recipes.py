@@ -70,7 +70,7 @@ def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
 def test_full_ppo_from_a_lora_sft_model_trains_every_weight(pipeline):
     """The SFT adapter is merged first; the merged model must come back trainable, not frozen as PEFT loads it."""
     root, _ = pipeline
-    history = run_ppo(root, "ppo-full", "--method", "full", "--num_steps", "2")
+    history = run_ppo(root, "ppo-full", "--method", "full", "--max_steps", "2")
     assert history[0]["objective/kl"] == 0.0
     sft_merged = load_causal_lm(str(root / "sft")).merge_and_unload().state_dict()
     trained = load_causal_lm(str(root / "ppo-full" / "policy")).state_dict()
@@ -80,7 +80,7 @@ def test_full_ppo_from_a_lora_sft_model_trains_every_weight(pipeline):
 
 def test_ppo_resumes_from_the_latest_checkpoint(pipeline):
     root, _ = pipeline
-    run_ppo(root, "ppo-resume", "--num_steps", "2")
+    run_ppo(root, "ppo-resume", "--max_steps", "2")
     history = run_ppo(root, "ppo-resume", "--resume_from_checkpoint", "latest")
     assert [metrics["step"] for metrics in history] == [1, 2, 3, 4]
 
@@ -138,3 +138,30 @@ def test_exact_match_reward_scores_like_gsm8k_strict_match():
     responses = [" 6*7 = 42\n#### 42", " #### 1,000.", " the answer is 42", " #### 41"]
     assert exact_match_reward([""] * 4, responses, final_answer=["42", "1000", "42", "42"]) == [1.0, 1.0, 0.0, 0.0]
     assert exact_match_reward([""], [" the answer is 42"], final_answer=["42"], strict=False) == [1.0]
+
+
+def test_ppo_reports_to_tensorboard_like_any_trainer(pipeline):
+    root, _ = pipeline
+    history = run_ppo(root, "ppo-tensorboard", "--report_to", "tensorboard", "--max_steps", "2")
+    events = list((root / "ppo-tensorboard").rglob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = EventAccumulator(str(events[0].parent)).Reload()
+    scores = [event.value for event in logged.Scalars("train/objective/scores")]
+    assert scores == pytest.approx([metrics["objective/scores"] for metrics in history])
+
+
+def test_ppo_and_sft_configs_share_the_training_arguments_vocabulary():
+    """A PPO YAML spells the settings it shares with an SFT YAML as TrainingArguments does, and they mean the same."""
+    ppo_config = ppo.build_parser().parse_args_and_config(["--config", str(CONFIGS / "ppo/tiny_cpu.yaml")])[-1]
+    sft_config = sft.build_parser().parse_args_and_config(["--config", str(CONFIGS / "sft/tiny_cpu.yaml")])[-1]
+    assert isinstance(ppo_config, type(sft_config).__mro__[-2])  # both are TrainingArguments
+    shared = ("output_dir", "seed", "learning_rate", "max_steps", "per_device_train_batch_size", "save_steps")
+    shared += ("use_cpu", "report_to")
+    for key in shared:
+        for config in ("ppo/tiny_cpu.yaml", "sft/tiny_cpu.yaml"):
+            assert f"\n{key}: " in (CONFIGS / config).read_text(), (key, config)
+    assert (ppo_config.max_steps, ppo_config.save_steps, ppo_config.report_to) == (4, 2, [])
+    assert ppo_config.batch_size == 8  # 4 per micro-batch x 1 accumulation step x 2 mini-batches
+    assert not hasattr(ppo_config, "num_steps")

@@ -566,15 +566,17 @@ def our_ppo_run(spec: dict) -> dict:
         config = PPOConfig(
             output_dir=output_dir,
             seed=spec["seed"],
-            num_steps=steps,
-            batch_size=spec["batch_size"],
-            mini_batch_size=spec["mini_batch_size"],
+            max_steps=steps,
+            per_device_train_batch_size=spec["mini_batch_size"],
+            num_mini_batches=spec["batch_size"] // spec["mini_batch_size"],
             num_ppo_epochs=spec["ppo_epochs"],
             max_new_tokens=spec["new_tokens"],
             temperature=spec["temperature"],
             learning_rate=spec["learning_rate"],
             sample_steps=0,
-            progress_bar=False,
+            disable_tqdm=True,
+            report_to="none",
+            use_cpu=True,
         )
         trainer = PPOTrainer(
             config, policy, tokenizer, spec["prompts"], reward_model=reward_model, value_model=value_model

@@ -55,9 +55,6 @@ class PPOScriptArguments:
     synthetic_difficulty: list[int] = field(
         default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
     )
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "A checkpoint-N folder, or 'latest' for the newest one in output_dir."}
-    )
 
 
 def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
@@ -106,7 +103,7 @@ def run(
     output_dir/policy, metrics.jsonl, training_curves.png, a metrics.json summary and run.json."""
     main_process = PartialState().is_main_process
     prepare_output_dir(
-        config.output_dir, run_args.overwrite_output_dir, bool(args.resume_from_checkpoint), main_process
+        config.output_dir, run_args.overwrite_output_dir, bool(config.resume_from_checkpoint), main_process
     )
     set_seed(config.seed)
     tokenizer = load_tokenizer(args.policy_name_or_path)
@@ -130,7 +127,7 @@ def run(
     trainer = PPOTrainer(config, policy, tokenizer, load_prompts(args), **scorer)
     if trainer.accelerator.is_main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}")
-    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, config.output_dir)
+    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
     record = dict(method=adapter_args.method, base_model=args.policy_name_or_path, datasets=[args.dataset])
     with recorded_run(config.output_dir, "ppo", main_process=main_process, **record):
         history = trainer.train(resume_from_checkpoint=checkpoint)

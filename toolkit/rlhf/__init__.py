@@ -8,8 +8,9 @@ from .modeling import (
     position_ids_from_mask,
     sequence_scores,
 )
-from .ppo import PPOConfig, PPOTrainer, Rollout, left_pad, response_logprobs, truncate_after_eos
+from .ppo_config import PPOConfig
 from .ppo_core import AdaptiveKLController, FixedKLController
+from .ppo_trainer import PPOTrainer, Rollout, left_pad, response_logprobs, truncate_after_eos
 from .preferences import (
     arithmetic_policy_pairs,
     load_preference_jsonl,

@@ -13,6 +13,7 @@ Shapes: B = batch, Q = query tokens, R = response tokens, L = Q + R.
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -25,11 +26,21 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler, set_seed
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerControl,
+    TrainerState,
+    get_scheduler,
+    set_seed,
+)
 
+from .._compat import CallbackHandler, get_reporting_integration_callbacks
 from ..loading import model_context_length
 from ..plotting import plot_ppo_curves
-from ..runs import CURVES_FILE, METRICS_LOG_FILE, POLICY_DIR, VALUE_DIR, VALUE_HEAD_FILE
+from ..runs import CURVES_FILE, METRICS_LOG_FILE, POLICY_DIR, VALUE_DIR, VALUE_HEAD_FILE, checkpoints
 from .modeling import (
     PolicyAndValueModel,
     check_tokenizers_match,
@@ -39,8 +50,8 @@ from .modeling import (
     sequence_scores,
     unwrap_peft,
 )
+from .ppo_config import PPOConfig, steps_from
 from .ppo_core import (
-    KL_ESTIMATORS,
     AdaptiveKLController,
     FixedKLController,
     clipped_policy_loss,
@@ -55,92 +66,6 @@ from .ppo_core import (
 )
 
 RewardFunction = Callable[..., Sequence[float]]
-
-
-@dataclass
-class PPOConfig:
-    """Settings of a PPO run. Defaults for the objective and optimiser are TRL's last PPO defaults."""
-
-    output_dir: str = field(default="ppo-output", metadata={"help": "Checkpoints, final models, metrics and plots."})
-    seed: int = field(default=0, metadata={"help": "Random seed; process i samples with seed + i."})
-    num_steps: int | None = field(
-        default=None, metadata={"help": "PPO steps (rollout + update). Default: from total_episodes."}
-    )
-    total_episodes: int | None = field(
-        default=None,
-        metadata={"help": "Responses to generate in total, over all processes. Default: one pass over the prompts."},
-    )
-    batch_size: int = field(default=64, metadata={"help": "Prompts rolled out per step, per process."})
-    mini_batch_size: int = field(
-        default=16, metadata={"help": "Rollouts per optimizer step, per process; divides batch_size."}
-    )
-    gradient_accumulation_steps: int = field(
-        default=1, metadata={"help": "Micro-batches per mini-batch (micro-batch = mini_batch_size / this)."}
-    )
-    rollout_forward_batch_size: int | None = field(
-        default=None, metadata={"help": "Rows per forward pass when scoring rollouts. Default: the whole batch."}
-    )
-    num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch, reshuffled each time."})
-    learning_rate: float = field(default=3e-6, metadata={"help": "AdamW learning rate."})
-    lr_scheduler_type: str = field(
-        default="linear", metadata={"help": "transformers scheduler name; 'linear' anneals to 0 over num_steps."}
-    )
-    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
-    max_grad_norm: float = field(
-        default=1.0, metadata={"help": "Clip the gradient norm of each optimizer step (0: no clipping)."}
-    )
-    max_new_tokens: int = field(default=53, metadata={"help": "Longest response, in tokens."})
-    temperature: float = field(
-        default=0.7, metadata={"help": "Sampling temperature; log-probs use logits divided by it too."}
-    )
-    top_k: int = field(
-        default=0, metadata={"help": "Sample from the k most likely tokens; 0 = all (on-policy, recommended)."}
-    )
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass; 1.0 = off (on-policy, recommended)."})
-    missing_eos_penalty: float | None = field(
-        default=None, metadata={"help": "Subtracted from the score of responses that never emit EOS (None: off)."}
-    )
-    kl_coef: float = field(default=0.05, metadata={"help": "Initial KL penalty coefficient beta."})
-    kl_estimator: str = field(
-        default="k1", metadata={"help": "'k1' (logp - logp_ref) or 'k3' ((r - 1) - log r, r = p_ref / p)."}
-    )
-    adaptive_kl: bool = field(default=False, metadata={"help": "Adapt beta so the KL tracks kl_target."})
-    kl_target: float = field(default=6.0, metadata={"help": "Target KL per response (nats), with adaptive_kl."})
-    kl_horizon: int = field(default=10000, metadata={"help": "Episodes over which beta adapts, with adaptive_kl."})
-    whiten_rewards: bool = field(default=False, metadata={"help": "Scale per-token rewards to unit variance."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
-    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip range."})
-    cliprange_value: float = field(default=0.2, metadata={"help": "Value prediction clip range."})
-    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
-    logging_steps: int = field(default=1, metadata={"help": "Append metrics to metrics.jsonl every N steps."})
-    sample_steps: int = field(default=10, metadata={"help": "Print a table of sample generations every N steps."})
-    num_samples_to_print: int = field(default=4, metadata={"help": "Rows in the sample table."})
-    save_steps: int = field(
-        default=0, metadata={"help": "Save a resumable checkpoint every N steps (0: only at the end)."}
-    )
-    progress_bar: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
-
-    def __post_init__(self):
-        if self.batch_size % self.mini_batch_size != 0:
-            raise ValueError(
-                f"batch_size={self.batch_size} must be a multiple of mini_batch_size={self.mini_batch_size}."
-            )
-        if self.mini_batch_size % self.gradient_accumulation_steps != 0:
-            raise ValueError(
-                f"mini_batch_size={self.mini_batch_size} must be a multiple of "
-                f"gradient_accumulation_steps={self.gradient_accumulation_steps}."
-            )
-        if self.kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}.")
-        if self.temperature <= 0:
-            raise ValueError(f"PPO samples its responses, so temperature must be > 0, got {self.temperature}.")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-
-    @property
-    def micro_batch_size(self) -> int:
-        return self.mini_batch_size // self.gradient_accumulation_steps
 
 
 @dataclass
@@ -207,8 +132,15 @@ def response_logprobs(
     return logprobs_from_logits(logits / temperature, input_ids[:, query_length:])
 
 
+def enable_activation_checkpointing(model: torch.nn.Module, kwargs: dict | None) -> None:
+    """Recompute activations in the backward pass (less memory); a PEFT model's inputs must then carry gradients."""
+    unwrap_peft(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs or {"use_reentrant": False})
+    if is_peft_model(model):
+        model.enable_input_require_grads()
+
+
 @dataclass
-class TrainerState:
+class PPOState:
     """What a checkpoint needs besides weights, optimizer and scheduler: the step and the metrics so far."""
 
     step: int = 0
@@ -282,7 +214,8 @@ class PPOTrainer:
         self.config = config
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn
-        self.accelerator = accelerator or Accelerator()
+        mixed_precision = "bf16" if config.bf16 else "fp16" if config.fp16 else "no"
+        self.accelerator = accelerator or Accelerator(cpu=config.use_cpu, mixed_precision=mixed_precision)
         if self.accelerator.gradient_accumulation_steps != 1:
             raise ValueError(
                 "PPOTrainer accumulates gradients itself (config.gradient_accumulation_steps); create the "
@@ -311,29 +244,43 @@ class PPOTrainer:
         self._check_lengths([("policy", policy), ("reward model", reward_model), ("value model", value_model)])
 
         self.global_batch_size = config.batch_size * self.accelerator.num_processes
-        if config.num_steps is not None:
-            self.num_steps = config.num_steps
+        if config.max_steps > 0:
+            self.num_steps = config.max_steps
         else:
             self.num_steps = math.ceil((config.total_episodes or len(self.prompts)) / self.global_batch_size)
 
+        if config.activation_checkpointing:
+            for trained in (policy, value_model):
+                if trained is not None:
+                    enable_activation_checkpointing(trained, config.activation_checkpointing_kwargs)
         model = PolicyAndValueModel(policy, value_model)
-        optimizer = torch.optim.AdamW(
-            [parameter for parameter in model.parameters() if parameter.requires_grad],
-            lr=config.learning_rate,
-            eps=config.adam_epsilon,
-            weight_decay=0.0,
-        )
+        optimizer = self._create_optimizer(model)
         self.scheduler = get_scheduler(
-            config.lr_scheduler_type, optimizer, num_warmup_steps=0, num_training_steps=self.num_steps
+            config.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=config.get_warmup_steps(self.num_steps),
+            num_training_steps=self.num_steps,
+            scheduler_specific_kwargs=config.lr_scheduler_kwargs or {},
         )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         if config.adaptive_kl:
             self.kl_controller = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
         else:
             self.kl_controller = FixedKLController(config.kl_coef)
-        self.state = TrainerState()
+        self.state = PPOState()
         for stateful in (self.scheduler, self.kl_controller, self.state):
             self.accelerator.register_for_checkpointing(stateful)
+        # transformers' own callbacks report the metrics (report_to: TensorBoard, W&B, trackio, ...), as in Trainer.
+        callbacks = get_reporting_integration_callbacks(config.report_to)
+        self.callbacks = CallbackHandler(callbacks, self.unwrapped_model, tokenizer, self.optimizer, self.scheduler)
+        self.trainer_state = TrainerState(
+            is_local_process_zero=self.accelerator.is_local_main_process,
+            is_world_process_zero=self.accelerator.is_main_process,
+        )
+        self.trainer_state.max_steps = self.num_steps
+        self.trainer_state.logging_steps = steps_from(config.logging_steps, self.num_steps)
+        self.trainer_state.save_steps = steps_from(config.save_steps, self.num_steps)
+        self.control = TrainerControl()
 
         self.generation_config = GenerationConfig(
             max_new_tokens=config.max_new_tokens,
@@ -350,6 +297,17 @@ class PPOTrainer:
 
     # ----------------------------------------------------------------------------------------------------------------
     # Setup helpers
+
+    def _create_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The optimizer `optim` names (transformers' own mapping), with weight decay on matrices only: not on
+        biases, norms or the value head's bias, as Trainer leaves out biases and LayerNorm weights."""
+        trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        groups = [
+            {"params": [p for p in trained if p.ndim >= 2], "weight_decay": self.config.weight_decay},
+            {"params": [p for p in trained if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.config)
+        return optimizer_class([group for group in groups if group["params"]], **optimizer_kwargs)
 
     @staticmethod
     def _read_prompts(dataset: datasets.Dataset | Sequence[str]) -> tuple[list[str], dict[str, list]]:
@@ -601,8 +559,8 @@ class PPOTrainer:
         return metrics
 
     def train(self, resume_from_checkpoint: str | Path | None = None) -> list[dict]:
-        """Run PPO steps until num_steps, logging, printing samples and saving checkpoints; save the final models,
-        the metrics and a plot in output_dir. Returns the metrics history."""
+        """Run PPO steps until max_steps, logging (metrics.jsonl and `report_to`), printing samples and saving
+        checkpoints; save the final models, the metrics and a plot in output_dir. Returns the metrics history."""
         config = self.config
         if resume_from_checkpoint is not None:
             self.load_checkpoint(resume_from_checkpoint)
@@ -614,35 +572,47 @@ class PPOTrainer:
                 log.writelines(
                     json.dumps(metrics) + "\n" for metrics in self.state.history if self._should_log(metrics)
                 )
+        self.trainer_state.global_step = self.state.step
+        self.control = self.callbacks.on_train_begin(config, self.trainer_state, self.control)
         progress = tqdm(
             total=self.num_steps,
             initial=self.state.step,
             desc="PPO",
-            disable=not (config.progress_bar and self.accelerator.is_local_main_process),
+            disable=bool(config.disable_tqdm) or not self.accelerator.is_local_main_process,
         )
         while self.state.step < self.num_steps:
             metrics = self.step()
             step = self.state.step
             progress.update(1)
             progress.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
-            if is_main and self._should_log(metrics):
-                with open(self.output_dir / METRICS_LOG_FILE, "a") as log:
-                    log.write(json.dumps(metrics) + "\n")
+            if self._should_log(metrics):
+                self._log(metrics)
             if is_main and config.sample_steps and step % config.sample_steps == 0:
                 progress.write(f"step {step}\n{self.sample_table(self.last_rollout)}")
-            if config.save_steps and step % config.save_steps == 0:
+            if config.save_strategy == "steps" and step % self.trainer_state.save_steps == 0:
                 self.save_checkpoint()
         progress.close()
         self.save_model(self.output_dir)
+        self.control = self.callbacks.on_train_end(config, self.trainer_state, self.control)
         if is_main:
             plot_ppo_curves(self.state.history, self.output_dir / CURVES_FILE, config.kl_estimator)
         return self.state.history
+
+    def _log(self, metrics: dict) -> None:
+        """One step's metrics to metrics.jsonl (main process) and to every `report_to` integration."""
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / METRICS_LOG_FILE, "a") as log:
+                log.write(json.dumps(metrics) + "\n")
+        self.trainer_state.global_step = metrics["step"]
+        self.trainer_state.log_history.append(metrics)
+        logs = {key: value for key, value in metrics.items() if key != "step"}
+        self.control = self.callbacks.on_log(self.config, self.trainer_state, self.control, logs)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Reporting
 
     def _should_log(self, metrics: dict) -> bool:
-        return bool(self.config.logging_steps) and metrics["step"] % self.config.logging_steps == 0
+        return metrics["step"] % self.trainer_state.logging_steps == 0
 
     def sample_table(self, rollout: Rollout, max_width: int = 60) -> str:
         """A plain-text table of a few prompts, responses and scores from `rollout`."""
@@ -687,6 +657,9 @@ class PPOTrainer:
         directory = Path(directory or self.output_dir / f"checkpoint-{self.state.step}")
         self.accelerator.save_state(directory)
         self.save_model(directory)
+        if self.config.save_total_limit and self.accelerator.is_main_process:
+            for old in checkpoints(self.output_dir)[: -self.config.save_total_limit]:
+                shutil.rmtree(old)
         return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
@@ -702,10 +675,9 @@ class PPOTrainer:
 
 
 __all__ = [
-    "PPOConfig",
     "PPOTrainer",
+    "PPOState",
     "Rollout",
-    "TrainerState",
     "left_pad",
     "truncate_after_eos",
     "response_logprobs",
