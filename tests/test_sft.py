@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 
 from recipes_loader import REPO, load_recipe
 from toolkit.adapters import apply_lora, apply_prompt_tuning, check_lora_targets, parameter_counts
+from toolkit.data import load_raw
 from toolkit.generation import generate
 
 pretrain = load_recipe("pretrain")
@@ -139,9 +140,19 @@ def test_missing_lora_target_names_the_layers(base_dir, tmp_path):
         run_sft(base_dir, tmp_path / "typo", "--lora_target_modules", "query", "v_proj")
 
 
-def test_block_size_over_context_with_soft_prompt(base_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"--block_size 256 plus --num_virtual_tokens 8 exceeds .* \(256 positions\)"):
-        run_sft(base_dir, tmp_path / "long", "--method", "prompt_tuning", "--block_size", "256")
+def test_max_length_over_context_with_soft_prompt(base_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"--max_length 256 plus --num_virtual_tokens 8 exceeds .* \(256 positions\)"):
+        run_sft(base_dir, tmp_path / "long", "--method", "prompt_tuning", "--max_length", "256")
+
+
+def test_max_length_over_context(base_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"--max_length 512 is longer than the model's context \(256 positions\)"):
+        run_sft(base_dir, tmp_path / "long", "--max_length", "512")
+
+
+def test_prompt_tuning_with_no_virtual_token_is_refused(base_dir, tmp_path):
+    with pytest.raises(ValueError, match="--num_virtual_tokens 0 leaves prompt tuning nothing to train"):
+        run_sft(base_dir, tmp_path / "none", "--method", "prompt_tuning", "--num_virtual_tokens", "0")
 
 
 def test_unknown_method(base_dir, tmp_path):
@@ -159,3 +170,12 @@ def test_finished_run_is_staged_for_the_hub(base_dir, tmp_path):
     card = ModelCard.load(staged / "README.md")
     assert "lora" in card.data.tags
     assert card.data.datasets == ["arithmetic"]
+
+
+def test_the_loss_covers_the_completion_and_its_eos_only(base_dir, tmp_path):
+    """TRL's completion-only loss: the tiny config's 20 validation problems score each completion character (the
+    tokenizer is character level) and the EOS that closes it, never the prompt."""
+    metrics = run_sft(base_dir, tmp_path / "count", "--max_steps", "1")
+    validation = load_raw("arithmetic", synthetic_sizes=(200, 20))["validation"]
+    assert metrics["eval_tokens"] == sum(len(completion) + 1 for completion in validation["completion"])
+    assert 0 <= metrics["eval_mean_token_accuracy"] <= 1 and metrics["eval_entropy"] > 0

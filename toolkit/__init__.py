@@ -12,12 +12,12 @@ light; it always registers the GPT with the transformers Auto classes):
 - models: `GPTConfig`, `GPTForCausalLM`, `GPTForSequenceClassification`, `GPTModel`, `PRESETS`, `gpt2_to_gpt`,
   `gpt_to_gpt2`, `load_gpt2_as_gpt`
 - tokenizers: `build_char_tokenizer`, `train_bpe_tokenizer`, `load_gpt2_tokenizer`, `check_tokenizer_fits`
-- data: `load_raw`, `train_validation_splits`, `pack_for_language_modeling`, `tokenize_for_fine_tuning`
+- data: `load_raw`, `train_validation_splits`, `pack_for_language_modeling`
 - the arithmetic task: `make_arithmetic_dataset`, `arithmetic_splits`, `format_prompt`, `verify`
 - loading and generation: `load_causal_lm`, `load_tokenizer`, `generate`, `generate_completions`
 - PEFT: `apply_lora`, `apply_prompt_tuning`, `attention_target_modules`, `describe_parameters`
 - training: `ModelArguments`, `DataArguments`, `AdapterArguments`, `RunArguments`, `ToolkitTrainer`,
-  `train_and_save`
+  `ToolkitSFTTrainer`, `train_and_save`
 - RLHF: `PPOConfig`, `PPOTrainer`, `make_reward_trainer`, `reward_model_from_causal_lm`, `evaluate_reward_model`,
   `sampled_preference_pairs`, `exact_match_reward`
 - evaluation: `perplexity_of_texts`, `perplexity_of_file`, `bleu_score`, `bleu_score_files`, `evaluate_gsm8k`,
@@ -54,7 +54,6 @@ LAZY = {
         "load_raw",
         "train_validation_splits",
         "pack_for_language_modeling",
-        "tokenize_for_fine_tuning",
     ),
     "toolkit.tasks.arithmetic": ("make_arithmetic_dataset", "arithmetic_splits", "format_prompt", "verify"),
     "toolkit.loading": ("load_causal_lm", "load_tokenizer"),
@@ -71,6 +70,7 @@ LAZY = {
         "AdapterArguments",
         "RunArguments",
         "ToolkitTrainer",
+        "ToolkitSFTTrainer",
         "train_and_save",
     ),
     "toolkit.rlhf": (

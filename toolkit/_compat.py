@@ -5,8 +5,9 @@ When a dependency moves one of these, this file is the one to change. (The model
 exported next to saved weights and import on their own; `bench_trl_ppo.py` runs in TRL 1.12's own environment.)
 """
 
-# transformers 5.24: checkpoint folder naming and lookup, the Trainer's callback machinery (driven by PPO too),
-# the reporting integrations behind `report_to`.
+import numpy as np
+import torch
+
 # accelerate 1.15: gathering Python objects (per-example evaluation records) across processes.
 from accelerate.utils import gather_object
 
@@ -15,17 +16,82 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 # peft 0.21: the default LoRA targets it knows per model type.
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULT_LORA_TARGETS
+
+# transformers 5.24: the reporting integrations behind `report_to` and the Trainer's callback machinery (PPO drives
+# them too), checkpoint folder naming and lookup.
 from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_callback import CallbackHandler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+
+def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 2): summed next-token NLL and number of scored tokens per example; -100 labels are not scored.
+
+    Logits may be longer than labels (a soft prompt is prepended): the last T positions line up with the labels."""
+    logits = logits[:, -labels.shape[1] :].float()  # (B, T, V)
+    targets = labels[:, 1:]  # (B, T-1)
+    scored = targets != -100
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), targets.masked_fill(~scored, 0), reduction="none"
+    )  # (B, T-1)
+    return torch.stack([(nll * scored).sum(-1), scored.sum(-1).float()], dim=-1).double()
+
+
+class TokenWeightedEvaluation:
+    """Trainer mixin (transformers 5.24 `prediction_step` / `evaluation_loop`, TRL 1.16's fused LM head): the eval loss
+    is the NLL summed per example over the whole evaluation set, gathered across processes (accelerate drops the
+    duplicated padding examples), then divided once by the token count. Trainer's own eval loss averages per-batch
+    means, which moves with the batch size and the number of processes.
+
+    With `fused_lm_head` (TRL's SFTTrainer patches the model so) one forward pass gives the per-token log-probs,
+    entropy and top-1 hits, so `eval_entropy` and `eval_mean_token_accuracy` are token-weighted the same way."""
+
+    fused_lm_head = False
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs["labels"]
+        with torch.no_grad(), self.compute_loss_context_manager():
+            if self.fused_lm_head:
+                outputs = model(**inputs, fused_lm_head=True)
+                mask = outputs.label_mask.float()
+                sums = torch.stack(
+                    [
+                        -outputs.log_probs.sum(-1),
+                        mask.sum(-1),
+                        (outputs.entropy * mask).sum(-1),
+                        (outputs.is_top1.float() * mask).sum(-1),
+                    ],
+                    dim=-1,
+                ).double()  # (B, 4)
+            else:
+                logits = model(**{key: value for key, value in inputs.items() if key != "labels"}).logits
+                sums = per_example_nll(logits, labels)  # (B, 2)
+        loss = (sums[:, 0].sum() / sums[:, 1].sum().clamp(min=1)).float()
+        return loss.detach(), sums, None
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
+        output = super().evaluation_loop(dataloader, description, False, ignore_keys, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        sums = np.concatenate(output.predictions) if isinstance(output.predictions, list) else output.predictions
+        tokens = sums[:, 1].sum()
+        output.metrics[f"{prefix}_loss"] = float(sums[:, 0].sum() / tokens)
+        output.metrics[f"{prefix}_tokens"] = int(tokens)
+        if sums.shape[1] == 4:
+            output.metrics[f"{prefix}_entropy"] = float(sums[:, 2].sum() / tokens)
+            output.metrics[f"{prefix}_mean_token_accuracy"] = float(sums[:, 3].sum() / tokens)
+        return output._replace(predictions=None)
+
 
 __all__ = [
     "PEFT_DEFAULT_LORA_TARGETS",
     "PREFIX_CHECKPOINT_DIR",
     "CallbackHandler",
     "HFValidationError",
+    "TokenWeightedEvaluation",
     "gather_object",
     "get_last_checkpoint",
     "get_reporting_integration_callbacks",
+    "per_example_nll",
     "validate_repo_id",
 ]

@@ -267,12 +267,12 @@ def first_at_or_below(evals: dict[int, float], target: float) -> int | None:
 def bench_pretrain(args: PretrainBenchArguments) -> dict:
     """The pretraining recipe's Trainer vs a bare PyTorch loop: same model init, data, optimizer and schedule."""
     from .pipelines.pretrain import prepare as prepare_pretraining
-    from .training import DataArguments, ModelArguments, RunArguments, ToolkitTrainer
+    from .training import PretrainDataArguments, PretrainModelArguments, RunArguments, ToolkitTrainer
 
     with tempfile.TemporaryDirectory() as output_dir:
         overrides = ["--dataset", args.dataset, "--output_dir", output_dir, "--max_steps", str(args.max_steps)]
         overrides += ["--eval_steps", str(args.eval_steps), "--save_strategy", "no", "--report_to", "none"]
-        parser = TrlParser((ModelArguments, DataArguments, RunArguments, TrainingArguments))
+        parser = TrlParser((PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments))
         model_args, data_args, _, training_args = parser.parse_args_and_config(
             ["--config", args.recipe_config, *overrides]
         )

@@ -1,6 +1,6 @@
 """Data for the toolkit: local files, Hub datasets and the built-in arithmetic task, tokenized and packed."""
 
-from .packing import pack_blocks, pack_for_language_modeling, tokenize_for_fine_tuning, tokenize_texts
+from .packing import pack_blocks, pack_for_language_modeling, tokenize_texts
 from .sources import (
     SYNTHETIC_NAME,
     check_jsonl,
@@ -18,7 +18,6 @@ __all__ = [
     "pack_for_language_modeling",
     "require_columns",
     "select_first",
-    "tokenize_for_fine_tuning",
     "tokenize_texts",
     "train_validation_splits",
 ]

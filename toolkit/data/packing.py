@@ -83,36 +83,3 @@ def pack_for_language_modeling(
                 "use more data or a smaller --block_size."
             )
     return packed
-
-
-def tokenize_for_fine_tuning(
-    dataset: datasets.Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    *,
-    max_length: int,
-    text_column: str = "text",
-    prompt_column: str | None = None,
-    completion_column: str | None = None,
-    num_proc: int | None = None,
-) -> datasets.Dataset:
-    """One example per row, closed by EOS and cut at `max_length`. With prompt and completion columns the loss
-    covers the completion only (prompt labels are -100); otherwise the whole text."""
-    completion_only = prompt_column is not None and completion_column is not None
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-
-    def tokenize(batch):
-        if completion_only:
-            prompts = tokenizer(batch[prompt_column], add_special_tokens=False)["input_ids"]
-            completions = tokenizer(batch[completion_column], add_special_tokens=False)["input_ids"]
-            ids = [p + c + eos for p, c in zip(prompts, completions, strict=True)]
-            labels = [[-100] * len(p) + c + eos for p, c in zip(prompts, completions, strict=True)]
-        else:
-            ids = [row + eos for row in tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]]
-            labels = [list(row) for row in ids]
-        return {"input_ids": [row[:max_length] for row in ids], "labels": [row[:max_length] for row in labels]}
-
-    tokenized = dataset.map(
-        tokenize, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc="Tokenizing"
-    )
-    # A prompt longer than max_length leaves nothing to learn from; drop such rows rather than train on nothing.
-    return tokenized.filter(lambda row: any(label != -100 for label in row["labels"][1:]), num_proc=num_proc)

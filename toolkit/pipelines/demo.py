@@ -16,12 +16,19 @@ from statistics import mean
 
 import datasets
 from transformers import TrainingArguments
-from trl import RewardConfig, TrlParser
+from trl import RewardConfig, SFTConfig, TrlParser
 
 from ..rlhf import PPOConfig
 from ..runs import RESULTS_CHART
 from ..tasks.arithmetic import DIFFICULTIES, make_arithmetic_dataset
-from ..training import AdapterArguments, DataArguments, ModelArguments, RunArguments
+from ..training import (
+    AdapterArguments,
+    DataArguments,
+    ModelArguments,
+    PretrainDataArguments,
+    PretrainModelArguments,
+    RunArguments,
+)
 from .eval import EvalArguments
 from .eval import run as evaluate_models
 from .ppo import PPOScriptArguments
@@ -142,7 +149,7 @@ def stage_pretrain(folder: Path, sizes: DemoSizes, seed: int) -> dict:
     def run(resume):
         # Byte-level BPE trained on the corpus makes every number one token, so a calculation is one prediction
         # and a step covers ~4x more problems than characters would: arithmetic appears ~3x sooner.
-        model = ModelArguments(
+        model = PretrainModelArguments(
             tokenizer="bpe",
             bpe_vocab_size=1024,
             preset="tiny",
@@ -151,7 +158,7 @@ def stage_pretrain(folder: Path, sizes: DemoSizes, seed: int) -> dict:
             hidden_size=sizes.hidden_size,
             context_length=sizes.context_length,
         )
-        data = DataArguments(
+        data = PretrainDataArguments(
             dataset=pretrain_corpus(folder / "data", sizes, seed), block_size=sizes.pretrain_block_size
         )
         args = TrainingArguments(
@@ -191,12 +198,14 @@ def stage_sft(folder: Path, base: Path, adapter: AdapterArguments, learning_rate
             synthetic_difficulty=list(sizes.difficulty),
             prompt_column="prompt",
             completion_column="completion",
-            block_size=min(256, sizes.context_length - 32),  # leaves room for the 16 virtual tokens
         )
-        args = TrainingArguments(
+        args = SFTConfig(
             **training_arguments(folder, sizes.sft_steps, resume, per_device_train_batch_size=16),
+            max_length=min(256, sizes.context_length - 32),  # leaves room for the 16 virtual tokens
             learning_rate=learning_rate,
             lr_scheduler_type="cosine",
+            bf16=False,
+            activation_checkpointing=False,
             seed=seed,
         )
         model = ModelArguments(model_name_or_path=str(base))

@@ -13,23 +13,24 @@ from trl import TrlParser
 
 from ..data import pack_for_language_modeling
 from ..runs import prepare_output_dir
-from ..training import DataArguments, ModelArguments, RunArguments, ToolkitTrainer, train_and_save
+from ..training import PretrainDataArguments, PretrainModelArguments, RunArguments, ToolkitTrainer, train_and_save
 from ..training.setup import build_model, build_tokenizer, load_training_splits
 from .common import push_finished_run, recorded_run
 
 
 def build_parser() -> TrlParser:
-    return TrlParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="pretrain")
+    return TrlParser((PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments), prog="pretrain")
 
 
 def prepare(
-    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+    model_args: PretrainModelArguments, data_args: PretrainDataArguments, training_args: TrainingArguments
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, datasets.DatasetDict]:
     """Tokenizer, fresh model and packed train/validation blocks of a pretraining run (seeded)."""
     set_seed(training_args.seed)
     splits = load_training_splits(data_args)
-    tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column)
-    model = build_model(model_args, tokenizer, data_args.block_size)
+    trust = model_args.trust_remote_code
+    tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column, trust_remote_code=trust)
+    model = build_model(model_args, tokenizer, data_args.block_size, trust_remote_code=trust)
     with training_args.main_process_first(desc="tokenizing and packing"):
         blocks = pack_for_language_modeling(
             splits,
@@ -38,13 +39,16 @@ def prepare(
             data_args.block_size,
             validation_fraction=data_args.validation_fraction,
             train_stride=data_args.block_stride,
-            num_proc=data_args.preprocessing_num_workers,
+            num_proc=data_args.dataset_num_proc,
         )
     return tokenizer, model, blocks
 
 
 def run(
-    model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, training_args: TrainingArguments
+    model_args: PretrainModelArguments,
+    data_args: PretrainDataArguments,
+    run_args: RunArguments,
+    training_args: TrainingArguments,
 ) -> dict:
     """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
     main_process = training_args.process_index == 0

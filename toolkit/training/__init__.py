@@ -1,10 +1,18 @@
 """Training building blocks the pipelines are made of: shared arguments, tokenizer/model setup, Trainer extras."""
 
-from .arguments import AdapterArguments, DataArguments, ModelArguments, RunArguments
+from .arguments import (
+    AdapterArguments,
+    DataArguments,
+    ModelArguments,
+    PretrainDataArguments,
+    PretrainModelArguments,
+    RunArguments,
+)
 from .setup import build_model, build_tokenizer, check_block_size, load_training_splits
 from .trainer import (
     GracefulStopCallback,
     PerplexityLoggingMixin,
+    ToolkitSFTTrainer,
     ToolkitTrainer,
     TrainingCurvesCallback,
     train_and_save,
@@ -14,6 +22,8 @@ __all__ = [
     "AdapterArguments",
     "DataArguments",
     "ModelArguments",
+    "PretrainDataArguments",
+    "PretrainModelArguments",
     "RunArguments",
     "build_model",
     "build_tokenizer",
@@ -21,6 +31,7 @@ __all__ = [
     "load_training_splits",
     "GracefulStopCallback",
     "PerplexityLoggingMixin",
+    "ToolkitSFTTrainer",
     "ToolkitTrainer",
     "TrainingCurvesCallback",
     "train_and_save",

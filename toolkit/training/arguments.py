@@ -1,6 +1,7 @@
 """Dataclass arguments shared by the training recipes, parsed with `trl.TrlParser` (YAML defaults, CLI overrides).
 
-Field names must not collide with `transformers.TrainingArguments` / `trl.SFTConfig`, which are parsed alongside.
+Field names must not collide with `transformers.TrainingArguments` / `trl.SFTConfig`, which are parsed alongside, and
+a setting those already have keeps their name (SFT's sequence length is `max_length`, worker count `dataset_num_proc`).
 """
 
 from dataclasses import dataclass, field
@@ -42,6 +43,12 @@ class ModelArguments:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "Attention backend: 'sdpa' (default), 'eager', 'flash_attention_2', ..."}
     )
+
+
+@dataclass
+class PretrainModelArguments(ModelArguments):
+    """The model of a pretraining run; SFT and reward runs read `trust_remote_code` from TRL's config."""
+
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code shipped with the model."})
 
 
@@ -67,14 +74,6 @@ class DataArguments:
         default=None, metadata={"help": "Column holding prompts; with completion_column enables completion-only loss."}
     )
     completion_column: str | None = field(default=None, metadata={"help": "Column holding completions."})
-    block_size: int = field(default=128, metadata={"help": "Tokens per training sequence."})
-    block_stride: int | None = field(
-        default=None,
-        metadata={
-            "help": "Pretraining: start a training block every N tokens (overlapping blocks, like nanoGPT's random "
-            "offsets). None: block_size (no overlap)."
-        },
-    )
     text_sample_by: str = field(
         default="document", metadata={"help": "Plain-text files: one row per 'document', 'paragraph' or 'line'."}
     )
@@ -85,8 +84,23 @@ class DataArguments:
     synthetic_difficulty: list[int] = field(
         default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
     )
-    preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for datasets.map (tokenization); None: in-process."}
+
+
+@dataclass
+class PretrainDataArguments(DataArguments):
+    """The data of a pretraining run: documents packed into fixed blocks (SFT's length is SFTConfig's max_length)."""
+
+    block_size: int = field(default=128, metadata={"help": "Tokens per training block."})
+    block_stride: int | None = field(
+        default=None,
+        metadata={
+            "help": "Start a training block every N tokens (overlapping blocks, like nanoGPT's random offsets). "
+            "None: block_size (no overlap)."
+        },
+    )
+    dataset_num_proc: int | None = field(
+        default=None,
+        metadata={"help": "Processes for datasets.map (tokenization, packing), as in TRL's SFTConfig; None: one."},
     )
 
 

@@ -43,7 +43,9 @@ def corpus_texts(dataset: datasets.Dataset, text_column: str) -> Iterable[str]:
         yield from dataset[start : start + 1000][text_column]
 
 
-def build_tokenizer(args: ModelArguments, train: datasets.Dataset, text_column: str) -> PreTrainedTokenizerBase:
+def build_tokenizer(
+    args: ModelArguments, train: datasets.Dataset, text_column: str, trust_remote_code: bool = False
+) -> PreTrainedTokenizerBase:
     """The tokenizer named by `args.tokenizer`: 'char' or 'bpe' are built from the training text."""
     name = args.tokenizer or args.model_name_or_path
     if name is None:
@@ -52,7 +54,7 @@ def build_tokenizer(args: ModelArguments, train: datasets.Dataset, text_column: 
         return build_char_tokenizer(corpus_texts(train, text_column))
     if name == "bpe":
         return train_bpe_tokenizer(corpus_texts(train, text_column), vocab_size=args.bpe_vocab_size)
-    tokenizer = load_tokenizer(name, trust_remote_code=args.trust_remote_code)
+    tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         # GPT-2 has no pad token. Padding reuses EOS; attention masks and -100 labels keep it out of the loss.
         tokenizer.pad_token = tokenizer.eos_token
@@ -80,33 +82,43 @@ def scratch_config(args: ModelArguments, vocab_size: int, block_size: int, token
     )
 
 
-def build_model(args: ModelArguments, tokenizer: PreTrainedTokenizerBase, block_size: int) -> PreTrainedModel:
-    """A pretrained causal LM (`model_name_or_path`), or a new one of `architecture` shaped by preset + overrides."""
+def build_model(
+    args: ModelArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int | None,
+    length_flag: str = "--block_size",
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """A pretrained causal LM (`model_name_or_path`), or a new one of `architecture` shaped by preset + overrides
+    (its context defaults to `block_size`); sequences of `block_size` tokens must fit it (`length_flag` sets them)."""
     attn = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
     if args.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(
-            args.model_name_or_path, trust_remote_code=args.trust_remote_code, **attn
+            args.model_name_or_path, trust_remote_code=trust_remote_code, **attn
         )
     else:
         if args.architecture not in ARCHITECTURES:
             raise ValueError(f"Unknown architecture {args.architecture!r}; choose one of {ARCHITECTURES}.")
+        if block_size is None and args.context_length is None:
+            raise ValueError("A model built from scratch needs a context: pass --context_length.")
         config = scratch_config(args, len(tokenizer), block_size, tokenizer)
         if args.architecture == "gpt":
             model = GPTForCausalLM._from_config(config, **attn)
         else:
             model = GPT2LMHeadModel._from_config(gpt_config_to_gpt2(config), **attn)
     check_tokenizer_fits(tokenizer, model.config)
-    check_block_size(model, block_size)
+    if block_size is not None:
+        check_block_size(model, block_size, length_flag)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
-def check_block_size(model: PreTrainedModel, block_size: int) -> None:
+def check_block_size(model: PreTrainedModel, block_size: int, flag: str = "--block_size") -> None:
     context = model_context_length(model)
     if context is not None and block_size > context:
         raise ValueError(
-            f"--block_size {block_size} is longer than the model's context ({context} positions). "
-            f"Use --block_size {context} or less."
+            f"{flag} {block_size} is longer than the model's context ({context} positions). "
+            f"Use {flag} {context} or less."
         )

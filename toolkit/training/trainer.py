@@ -1,5 +1,6 @@
-"""What users expect of a training run, on top of `transformers.Trainer` (and TRL's trainers, which subclass it):
-perplexity next to every loss, curves saved as PNG, a graceful stop on SIGTERM / Ctrl-C that checkpoints first,
+"""What users expect of a training run, on top of `transformers.Trainer` and TRL's `SFTTrainer` (and TRL's other
+trainers, which subclass Trainer): perplexity next to every loss, a token-weighted eval loss, curves saved as PNG, a
+graceful stop on SIGTERM / Ctrl-C that checkpoints first,
 `--resume_from_checkpoint latest` (resolved by `toolkit.runs`), and a final `metrics.json`.
 """
 
@@ -10,10 +11,10 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from trl import SFTTrainer
 
+from .._compat import TokenWeightedEvaluation
 from ..plotting import plot_training_curves
 from ..runs import CURVES_FILE, METRICS_FILE, resolve_checkpoint
 
@@ -32,36 +33,16 @@ class PerplexityLoggingMixin:
         super().log(logs, *args, **kwargs)
 
 
-def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B, 2): summed next-token NLL and number of scored tokens per example; -100 labels are not scored.
-
-    Logits may be longer than labels (a soft prompt is prepended): the last T positions line up with the labels."""
-    logits = logits[:, -labels.shape[1] :].float()  # (B, T, V)
-    targets = labels[:, 1:]  # (B, T-1)
-    scored = targets != -100
-    nll = torch.nn.functional.cross_entropy(
-        logits[:, :-1].transpose(1, 2), targets.masked_fill(~scored, 0), reduction="none"
-    )  # (B, T-1)
-    return torch.stack([(nll * scored).sum(-1), scored.sum(-1).float()], dim=-1).double()
-
-
-class ToolkitTrainer(PerplexityLoggingMixin, Trainer):
+class ToolkitTrainer(PerplexityLoggingMixin, TokenWeightedEvaluation, Trainer):
     """`transformers.Trainer` that also logs perplexity, and whose eval loss is token-weighted over the whole
-    evaluation set: summed per example, gathered across processes (duplicates dropped), then divided once.
-    Trainer's own eval loss averages per-batch means, which shifts with batch size and process count."""
+    evaluation set (`toolkit._compat.TokenWeightedEvaluation`)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.preprocess_logits_for_metrics = per_example_nll
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
-        output = super().evaluation_loop(dataloader, description, False, ignore_keys, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", "eval")
-        sums = np.concatenate(output.predictions) if isinstance(output.predictions, list) else output.predictions
-        nll, tokens = sums[:, 0].sum(), sums[:, 1].sum()
-        output.metrics[f"{prefix}_loss"] = float(nll / tokens)
-        output.metrics[f"{prefix}_tokens"] = int(tokens)
-        return output._replace(predictions=None)
+class ToolkitSFTTrainer(PerplexityLoggingMixin, TokenWeightedEvaluation, SFTTrainer):
+    """TRL's `SFTTrainer` (completion-only loss, packing, padding-free) with the same extras: perplexity in the logs,
+    token-weighted eval loss, entropy and token accuracy from TRL's fused LM head."""
+
+    fused_lm_head = True
 
 
 class TrainingCurvesCallback(TrainerCallback):
