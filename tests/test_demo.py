@@ -1,12 +1,23 @@
-"""`toolkit demo --quick`: every stage runs on CPU (under 2 minutes on one thread), shows its gain, and a rerun resumes
-instead of starting over."""
+"""`toolkit demo --quick`: every stage of the quick plan runs on CPU (under 2 minutes on one thread), shows its gain,
+and a rerun resumes instead of starting over."""
 
 import json
 import math
 
 import pytest
+import yaml
 
-from toolkit.pipelines.demo import EVALUATED, FULL, QUICK, STAGE_FILE, DemoArguments, demo_sizes, run_demo
+from recipes_loader import REPO
+from toolkit.pipelines.demo import DemoArguments, load_plan
+from toolkit.pipelines.demo import run as run_demo
+from toolkit.runs import RUN_FILE
+
+QUICK_PLAN = REPO / "recipes/configs/demo/quick"
+EVALUATED = ("pretrained", "sft-full", "sft-lora", "sft-prompt", "ppo")
+
+
+def plan_value(stage_file: str, key: str):
+    return yaml.safe_load((QUICK_PLAN / stage_file).read_text())[key]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +47,7 @@ def test_each_fine_tuning_method_lowers_its_validation_loss(demo, method):
 
 def test_fine_tuning_gains_over_the_pretrained_model(demo):
     _, stages = demo
-    scores = stages["evaluate"]["metrics"]
+    scores = stages["eval"]["metrics"]
     for method in ("sft-full", "sft-lora", "sft-prompt"):
         assert scores[f"{method}/perplexity"]["perplexity"] < scores["pretrained/perplexity"]["perplexity"] / 2
     for method in ("sft-full", "sft-lora"):  # a 2-layer GPT computes after 600 steps: SFT answers, not just formats
@@ -51,50 +62,71 @@ def test_reward_model_beats_chance_and_ppo_raises_its_reward(demo):
     assert reward["heldout_accuracy_ci_low"] > 0.55  # correct vs corrupted solutions; chance is 0.5
     ppo = stages["ppo"]["metrics"]
     assert ppo["first"]["objective/kl"] == 0.0  # the first rollout comes from the reference weights
-    assert ppo["steps"] == QUICK.ppo_steps
+    assert ppo["steps"] == plan_value("6-ppo.yaml", "max_steps")
     assert ppo["late_reward"] > ppo["early_reward"]  # mean exact-match reward of the sampled responses rises
     assert ppo["max_kl"] < 5.0
-    scores = stages["evaluate"]["metrics"]
+    scores = stages["eval"]["metrics"]
     assert scores["ppo/gsm8k"]["strict_match"] >= scores["sft-lora/gsm8k"]["strict_match"] - 0.03
     adapter = json.loads((output_dir / "ppo" / "policy" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"].endswith("sft-merged")
 
 
-def test_report_shows_every_stage_with_its_gain(demo):
+def test_report_shows_every_stage_with_its_gain_over_the_model_it_started_from(demo):
     output_dir, stages = demo
     report = (output_dir / "report.md").read_text()
     for name in EVALUATED:
         assert f"| {name} |" in report
     assert report.count("(+") + report.count("(-") >= 4 * (len(EVALUATED) - 1)
-    assert (output_dir / "evaluate" / "results.png").stat().st_size > 10_000
-    scores = stages["evaluate"]["metrics"]
+    assert (output_dir / "eval" / "results.png").stat().st_size > 10_000
+    scores = stages["eval"]["metrics"]
     assert all(math.isfinite(scores[f"{name}/perplexity"]["perplexity"]) for name in EVALUATED)
+    # The gains are read from each run's recorded base model: PPO's against the LoRA model it started from.
+    gain = scores["ppo/gsm8k"]["strict_match"] - scores["sft-lora/gsm8k"]["strict_match"]
+    ppo_row = next(line for line in report.splitlines() if line.startswith("| ppo |"))
+    assert f"({gain:+.3g})" in ppo_row
 
 
-def test_rerun_skips_finished_stages_and_redoes_only_the_interrupted_one(demo, capsys):
+def test_the_configs_as_run_are_the_plans_moved_to_the_output_dir(demo):
+    output_dir, _ = demo
+    for plan_file in sorted(QUICK_PLAN.glob("*.yaml")):
+        stage = plan_file.stem.split("-", 1)[1]
+        as_run = yaml.safe_load((output_dir / "configs" / f"{stage}.yaml").read_text())
+        planned = yaml.safe_load(plan_file.read_text())
+        assert as_run.keys() == planned.keys()
+        assert as_run["output_dir"] == str(output_dir / stage)
+        for key, value in planned.items():
+            if not (isinstance(value, str | list) and "outputs/demo-quick" in str(value)):
+                assert as_run[key] == value, (stage, key)
+
+
+def test_rerun_skips_finished_stages_and_redoes_only_the_unfinished_one(demo, capsys):
     output_dir, stages = demo
-    (output_dir / "evaluate" / STAGE_FILE).unlink()
+    (output_dir / "eval" / RUN_FILE).unlink()
     capsys.readouterr()
     rerun = run_demo(DemoArguments(output_dir=str(output_dir), quick=True))
     out = capsys.readouterr().out
     for name in ("pretrain", "sft-full", "sft-lora", "sft-prompt", "reward", "ppo"):
         assert f"[demo] {name}: done already, skipping" in out
         assert rerun[name] == stages[name]
-    assert "[demo] evaluate: starting" in out
-    assert rerun["evaluate"]["metrics"] == stages["evaluate"]["metrics"]  # same models, same greedy outputs
+    assert "[demo] eval: starting" in out
+    assert rerun["eval"]["metrics"] == stages["eval"]["metrics"]  # same models, same greedy outputs
 
 
-def test_command_line_sets_difficulty_and_pretraining_size():
-    assert demo_sizes(DemoArguments(quick=True)) == QUICK
-    sizes = demo_sizes(DemoArguments(difficulty=[1], pretrain_problems=40000, pretrain_steps=2400))
-    assert (sizes.difficulty, sizes.pretrain_problems, sizes.pretrain_steps) == ((1,), 40000, 2400)
-    assert (sizes.sft_steps, sizes.reward_steps, sizes.ppo_steps) == (
-        FULL.sft_steps,
-        FULL.reward_steps,
-        FULL.ppo_steps,
+def test_command_line_overrides_reach_every_stage_that_reads_them(tmp_path):
+    stages, root = load_plan(
+        DemoArguments(output_dir=str(tmp_path), difficulty=[2], seed=3, pretrain_problems=9000, pretrain_steps=50)
     )
+    assert root == tmp_path
+    by_name = {stage.name: stage.config for stage in stages}
+    assert (by_name["pretrain"]["synthetic_train_size"], by_name["pretrain"]["max_steps"]) == (9000, 50)
+    assert by_name["sft-lora"]["max_steps"] == 200  # only pretraining's steps change
+    for name, config in by_name.items():
+        if "synthetic_difficulty" in config:
+            assert config["synthetic_difficulty"] == [2], name
+        assert config.get("seed", 3) == 3, name  # every stage that has a seed (evaluation is greedy)
+    assert by_name["eval"]["models"][-1] == str(tmp_path / "ppo")
     with pytest.raises(ValueError, match="--difficulty takes levels from"):
-        demo_sizes(DemoArguments(difficulty=[4]))
+        load_plan(DemoArguments(difficulty=[4]))
 
 
 @pytest.mark.slow
@@ -102,7 +134,7 @@ def test_full_demo_shows_every_stage_gain(tmp_path):
     """The default plan (about 10 minutes with the tests' single thread): the pretrained model computes, and each
     later stage gains."""
     stages = run_demo(DemoArguments(output_dir=str(tmp_path)))
-    scores = stages["evaluate"]["metrics"]
+    scores = stages["eval"]["metrics"]
     strict = {name: scores[f"{name}/gsm8k"]["strict_match"] for name in EVALUATED}
     for method in ("sft-full", "sft-lora"):
         assert strict[method] > strict["pretrained"] + 0.3  # the pretrained model has never seen Question:/Answer:

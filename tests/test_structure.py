@@ -117,3 +117,12 @@ def test_importing_the_toolkit_loads_no_pyplot_and_keeps_the_backend():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "svg"]
+
+
+def test_pyproject_ships_every_package():
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(path) for path in PACKAGE.rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to pyproject.toml's packages"
+    assert listed - found == {"toolkit.demo_plans"}  # recipes/configs/demo, mapped by package-dir

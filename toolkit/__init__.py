@@ -95,7 +95,7 @@ LAZY = {
     "toolkit.pipelines.reward": (("train_reward_model", "run"),),
     "toolkit.pipelines.ppo": (("run_ppo", "run"),),
     "toolkit.pipelines.eval": ("EvalArguments", ("evaluate_models", "run")),
-    "toolkit.pipelines.demo": ("run_demo",),
+    "toolkit.pipelines.demo": (("run_demo", "run"),),
     "toolkit.hub": ("push_folder",),
 }
 HOME = {

@@ -66,11 +66,15 @@ def load_raw(
     """Load `source` as it is: a local file or folder, 'arithmetic', or a Hub dataset id.
 
     'arithmetic' is the built-in task's first problems of each split (a fixed draw, like a dataset on disk: no
-    training seed changes it), with the columns of `toolkit.tasks.arithmetic.as_prompt_completion`."""
+    training seed changes it), with the columns of `toolkit.tasks.arithmetic.as_prompt_completion`; a split of size 0
+    is left out."""
     if source == SYNTHETIC_NAME:
         train_size, validation_size = synthetic_sizes
         splits = arithmetic_splits(train_size, validation_size, validation_size, tuple(synthetic_difficulty))
-        return splits.map(as_prompt_completion)
+        # Without validation problems (size 0) the run carves its validation rows out of the training ones.
+        return datasets.DatasetDict({name: split for name, split in splits.items() if len(split)}).map(
+            as_prompt_completion
+        )
     path = Path(source).expanduser()
     if path.exists():
         builder, files = _data_files(path)
