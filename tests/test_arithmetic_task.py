@@ -1,12 +1,19 @@
-"""The arithmetic task is defined once: every stage that judges an answer agrees with `verify`."""
+"""The arithmetic task is defined once: every stage that judges an answer agrees with `verify`, and no training seed
+moves a test question into any recipe's training data."""
 
 import random
 
 import datasets
 import pytest
+import yaml
 
+from recipes_loader import REPO, load_recipe
 from toolkit.data import load_raw
-from toolkit.evaluation import gsm8k_exact_match, score_gsm8k
+from toolkit.evaluation import TASKS, gsm8k_exact_match, score_gsm8k
+from toolkit.pipelines.demo import DemoArguments, load_plan
+from toolkit.pipelines.eval import EvalArguments
+from toolkit.pipelines.ppo import load_prompts
+from toolkit.pipelines.reward import load_preference_splits
 from toolkit.rlhf.preferences import arithmetic_pairs_from_samples
 from toolkit.rlhf.rewards import REWARD_FUNCTIONS
 from toolkit.tasks.arithmetic import (
@@ -15,6 +22,7 @@ from toolkit.tasks.arithmetic import (
     verify,
     verify_flexible,
 )
+from toolkit.training import load_training_splits
 
 # How a model might write the final line for gold 7, and lm-evaluation-harness's strict-match verdict on it.
 FINAL_LINES = {"####7": False, "#### 7": True, "#### 7.": True, "#### $7": False}
@@ -56,3 +64,42 @@ def test_one_verdict_per_answer_in_every_stage(final_line, correct):
     assert gsm8k_exact_match([output], ["7"])["strict_match"] == float(correct)
     record = score_gsm8k([{"question": PROBLEM["question"], "answer": solution("#### 7")}], [output]).records[0]
     assert record["strict_correct"] is correct and record["flexible_correct"]
+
+
+def question_of(prompt: str) -> str:
+    return prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
+
+
+def training_questions(job: str, argv: list[str]) -> set[str]:
+    """The questions a recipe trains on, loaded exactly as its pipeline loads them."""
+    parsed = load_recipe(job).build_parser().parse_args_and_config(argv)
+    if job in ("pretrain", "sft"):
+        splits = load_training_splits(parsed[1])
+        return {question for split in splits.values() for question in split["question"]}
+    if job == "reward":
+        splits = load_preference_splits(parsed[1], parsed[-1].seed)
+        return {question_of(prompt) for split in splits.values() for prompt in split["prompt"]}
+    return {question_of(prompt) for prompt in load_prompts(parsed[0])["prompt"]}
+
+
+TEST_QUESTIONS = {
+    example["question"] for example in TASKS["gsm8k"](EvalArguments(models=["m"], synthetic_size=400)).load().golds
+}
+
+
+@pytest.mark.parametrize("job", ["pretrain", "sft", "reward", "ppo"])
+def test_no_seed_moves_a_test_question_into_training(job):
+    config = ["--config", str(REPO / f"recipes/configs/{job}/tiny_cpu.yaml")]
+    by_seed = {seed: training_questions(job, [*config, "--seed", str(seed)]) for seed in (0, 1, 7)}
+    assert by_seed[0] and not by_seed[0] & TEST_QUESTIONS
+    assert by_seed[1] == by_seed[0] == by_seed[7]  # the data does not depend on the training seed at all
+
+
+def test_no_demo_seed_moves_a_test_question_into_training(tmp_path):
+    for seed in (0, 1):
+        stages, _ = load_plan(DemoArguments(quick=True, seed=seed, output_dir=str(tmp_path)))
+        for stage in stages:
+            if stage.job in ("pretrain", "sft", "reward", "ppo"):
+                path = tmp_path / f"{stage.name}.yaml"
+                path.write_text(yaml.safe_dump(stage.config))
+                assert not training_questions(stage.job, ["--config", str(path)]) & TEST_QUESTIONS, stage.name

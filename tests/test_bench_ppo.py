@@ -4,6 +4,7 @@ separate venv (never installed here: the TRL side is only checked for its clear 
 import ast
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_python_without_trl_ppo_is_a_clear_error():
 
 def test_trl_script_never_imports_toolkit():
     """It runs with TRL 1.12's venv, where toolkit (which needs TRL >= 1.16) is not installed."""
-    tree = ast.parse(bench.Path(bench.__file__).with_name("bench_trl_ppo.py").read_text())
+    tree = ast.parse(Path(bench.__file__).with_name("trl_ppo.py").read_text())
     imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     imported += [node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0]
     assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0]

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from recipes_loader import REPO
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.cli import main
 from toolkit.generation import GenerateArguments, stream_completions
@@ -76,3 +77,30 @@ def test_generate_from_a_folder_without_a_tokenizer(tmp_path):
     GPTForCausalLM(GPTConfig.from_preset("tiny")).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="No tokenizer could be loaded .*tokenizer.save_pretrained"):
         stream_completions(GenerateArguments(str(tmp_path)))
+
+
+def help_commands() -> list[list[str]]:
+    from toolkit.bench import BENCHMARKS
+    from toolkit.cli import COMMANDS
+    from toolkit.scaling import MODES
+
+    commands = [[name, "--help"] for name in COMMANDS]
+    commands += [["bench", name, "--help"] for name in BENCHMARKS] + [["scaling", name, "--help"] for name in MODES]
+    return [[], ["--help"], *commands]
+
+
+@pytest.mark.parametrize("argv", help_commands(), ids=lambda argv: " ".join(argv) or "toolkit")
+def test_every_command_answers_help(argv, capsys):
+    try:
+        status = main(argv)
+    except SystemExit as stop:  # argparse's --help exits 0 itself
+        status = stop.code
+    assert status == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", sorted(REPO.joinpath("recipes").glob("*.py")), ids=lambda path: path.name)
+def test_every_recipe_answers_help(script):
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"usage: {script.stem} ")

@@ -12,8 +12,8 @@ from recipes_loader import REPO
 
 PACKAGE = REPO / "toolkit"
 # Exported next to saved weights (auto_map) and run in TRL 1.12's own environment: they import on their own.
-STANDALONE = {"toolkit.models.configuration_gpt", "toolkit.models.modeling_gpt", "toolkit.bench_trl_ppo"}
-TOOLS = {"toolkit.cli", "toolkit.bench", "toolkit.scaling"}  # front doors and measurements, built on pipelines
+STANDALONE = {"toolkit.models.configuration_gpt", "toolkit.models.modeling_gpt", "toolkit.bench.trl_ppo"}
+TOOLS = ("toolkit.cli", "toolkit.bench", "toolkit.scaling")  # front doors and measurements, built on pipelines
 TOP_LEVEL_ONLY = ("transformers", "peft", "trl", "accelerate", "huggingface_hub", "datasets", "evaluate")
 
 
@@ -91,7 +91,7 @@ def test_no_import_cycles_at_module_level():
 
 def test_building_blocks_never_import_pipelines():
     for name, path in MODULES.items():
-        if name.startswith("toolkit.pipelines") or name in TOOLS or name == "toolkit":
+        if name.startswith(("toolkit.pipelines", *TOOLS)) or name == "toolkit":
             continue
         for target, line in imports_of(path):
             assert not target.startswith("toolkit.pipelines"), f"{path.relative_to(REPO)}:{line} imports {target}"

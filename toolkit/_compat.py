@@ -2,7 +2,7 @@
 override of a library's internals, each with the version it was written against.
 
 When a dependency moves one of these, this file is the one to change. (The model files in toolkit/models/ are
-exported next to saved weights and import on their own; `bench_trl_ppo.py` runs in TRL 1.12's own environment.)
+exported next to saved weights and import on their own; `bench/trl_ppo.py` runs in TRL 1.12's own environment.)
 """
 
 import numpy as np

@@ -10,7 +10,7 @@ from .modeling import (
 )
 from .ppo_config import PPOConfig
 from .ppo_core import AdaptiveKLController, FixedKLController
-from .ppo_trainer import PPOTrainer, Rollout, left_pad, response_logprobs, truncate_after_eos
+from .ppo_trainer import PPOTrainer
 from .preferences import (
     arithmetic_policy_pairs,
     load_preference_jsonl,
@@ -25,6 +25,7 @@ from .reward import (
     reward_model_from_causal_lm,
     reward_scores,
 )
+from .rollout import Rollout, left_pad, response_logprobs, truncate_after_eos
 
 __all__ = [
     "PPOConfig",

@@ -57,6 +57,13 @@ def response_hidden_and_logits(
     return response_hidden, logits
 
 
+def enable_activation_checkpointing(model: torch.nn.Module, kwargs: dict | None) -> None:
+    """Recompute activations in the backward pass (less memory); a PEFT model's inputs must then carry gradients."""
+    unwrap_peft(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs or {"use_reentrant": False})
+    if is_peft_model(model):
+        model.enable_input_require_grads()
+
+
 def disable_dropout(model: nn.Module) -> None:
     """Turn off every dropout: nn.Dropout modules and the attention dropout that attention modules keep as a float
     (our GPT, Llama-style models), which `model.train()` would otherwise switch on."""
@@ -168,6 +175,7 @@ __all__ = [
     "backbone_hidden_states",
     "response_hidden_and_logits",
     "disable_dropout",
+    "enable_activation_checkpointing",
     "score_head",
     "TokenValueModel",
     "sequence_scores",

@@ -43,9 +43,13 @@ MODES = {
 def main(argv: list[str] | None = None) -> int:
     """`toolkit scaling estimate --preset small --tokens 1e10` or `toolkit scaling sweep --dataset input.txt`."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: toolkit scaling {{{','.join(MODES)}}} [--help] [--flag value ...]"
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0
     if not argv or argv[0] not in MODES:
-        print(f"usage: toolkit scaling {{{','.join(MODES)}}} [--flag value ...]", file=sys.stderr)
-        return 2
+        print(usage, file=sys.stderr)
+        raise SystemExit(2)
     arguments_class, run, render = MODES[argv[0]]
     (args,) = TrlParser(arguments_class, prog=f"toolkit scaling {argv[0]}").parse_args_and_config(argv[1:])
     print(render(run(args)))

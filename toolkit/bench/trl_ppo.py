@@ -1,5 +1,5 @@
 """TRL 1.12's PPOTrainer on the `toolkit bench ppo` tiny config, run in TRL's own venv:
-`python -I bench_trl_ppo.py SPEC RESULT`.
+`python -I trl_ppo.py SPEC RESULT`.
 
 It must not import `toolkit` (TRL 1.12 is never a dependency of the toolkit; it lives in a separate venv). `toolkit
 bench ppo --trl_python ...` writes SPEC (a JSON file: model shape, tokenizer folder, prompts, PPO settings) and reads
