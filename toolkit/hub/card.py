@@ -298,7 +298,7 @@ def default_limitations(method: str, datasets: list[str]) -> str:
     if method == "prompt_tuning":
         lines.append(
             "- PEFT 0.21's generation with prompt tuning emits wrong tokens under transformers 5.x; generate with "
-            "`toolkit.adapters.generate`."
+            "`toolkit.generation.generate`."
         )
     return "\n".join(lines)
 
