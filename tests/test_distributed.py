@@ -1,8 +1,12 @@
 """accelerate_configs/ and a real 2-process run (DDP over gloo on CPU) against a 1-process run."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +15,7 @@ from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
 from recipes_loader import REPO, load_recipe
+from toolkit.runs import is_complete, read_run
 
 CONFIGS = {
     "cpu.yaml": DistributedType.NO,
@@ -48,7 +53,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
 
     ddp = tmp_path / "ddp"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
-    launch += [str(REPO / "accelerate_configs/multi_gpu.yaml"), "--num_processes", "2", "--mixed_precision", "no"]
+    launch += [str(REPO / "accelerate_configs/multi_gpu.yaml"), "--num_processes", "2"]
     command = [*launch, str(REPO / "recipes/sft.py"), *common, "--output_dir", str(ddp)]
     result = subprocess.run([*command, "--per_device_train_batch_size", "4"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -67,3 +72,85 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert logged_losses(ddp) == pytest.approx(logged_losses(single), abs=1e-5)
     single_eval = json.loads((single / "metrics.json").read_text())["eval_loss"]
     assert json.loads((ddp / "metrics.json").read_text())["eval_loss"] == pytest.approx(single_eval, abs=1e-5)
+
+
+def launch_two_processes(recipe: str, *arguments: str, **popen) -> list[str]:
+    """The command README gives for two processes on one machine (on CPU: gloo)."""
+    config = str(REPO / "accelerate_configs/multi_gpu.yaml")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "2"]
+    return [*launch, str(REPO / f"recipes/{recipe}.py"), *arguments]
+
+
+@pytest.fixture(scope="module")
+def sft_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    load_recipe("pretrain").main(
+        ["--config", str(REPO / "recipes/configs/pretrain/tiny_cpu.yaml"), "--output_dir", str(root / "base")]
+    )
+    sft = ["--config", str(REPO / "recipes/configs/sft/tiny_cpu.yaml"), "--model_name_or_path", str(root / "base")]
+    load_recipe("sft").main([*sft, "--output_dir", str(root / "sft")])
+    return root / "sft"
+
+
+@pytest.mark.slow
+def test_ppo_under_the_documented_two_process_launch_is_distributed(sft_model, tmp_path):
+    """`accelerate launch --config_file accelerate_configs/multi_gpu.yaml --num_processes 2 recipes/ppo.py`: both
+    ranks form one job (episodes per step double), and the main process alone writes the metrics."""
+    common = ["--config", str(REPO / "recipes/configs/ppo/tiny_cpu.yaml"), "--policy_name_or_path", str(sft_model)]
+    common += ["--max_steps", "2", "--save_steps", "2"]
+    load_recipe("ppo").main([*common, "--output_dir", str(tmp_path / "one")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = launch_two_processes("ppo", *common, "--output_dir", str(tmp_path / "two"))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (
+        [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        for name in ("one", "two")
+    )
+    assert [row["step"] for row in two] == [1, 2]  # each line once
+    assert [row["episodes"] for row in two] == [2 * row["episodes"] for row in one]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_both_at_the_same_step_with_one_checkpoint(sft_model, tmp_path):
+    output_dir = tmp_path / "ddp"
+    base = str(sft_model.parent / "base")
+    arguments = ["--config", str(REPO / "recipes/configs/sft/tiny_cpu.yaml"), "--model_name_or_path", base]
+    arguments += ["--method", "full", "--output_dir", str(output_dir), "--max_steps", "100000"]
+    arguments += ["--save_steps", "100000", "--eval_steps", "100000", "--logging_steps", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(
+        launch_two_processes("sft", *arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    deadline, log = time.time() + 300, ""
+    while "'loss'" not in log and time.time() < deadline:
+        log += launcher.stdout.readline()
+    rank_one = next(pid for pid in process_ids(str(output_dir)) if environment(pid).get("RANK") == "1")
+    os.kill(rank_one, signal.SIGTERM)
+    out, _ = launcher.communicate(timeout=300)
+    assert launcher.returncode != 0, out[-3000:]  # the job did not finish
+    assert "Stopped by SIGTERM at step" in out
+    assert read_run(output_dir).status == "stopped"
+    checkpoints = list(output_dir.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and is_complete(checkpoints[0])
+
+
+def process_ids(word: str) -> list[int]:
+    """Processes whose command line holds `word`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if word in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def environment(pid: int) -> dict[str, str]:
+    try:
+        pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return {}
+    return dict(pair.decode(errors="replace").split("=", 1) for pair in pairs if b"=" in pair)

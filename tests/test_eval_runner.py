@@ -3,9 +3,11 @@ do not depend on how the work is sharded over processes, the report files, and e
 
 import json
 import os
+import signal
 import string
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -27,6 +29,7 @@ from toolkit.generation import generate_greedy
 from toolkit.loading import load_causal_lm, load_tokenizer
 from toolkit.pipelines.eval import EvalArguments
 from toolkit.pipelines.eval import run as evaluate_models
+from toolkit.runs import read_run
 from toolkit.tasks.arithmetic import as_prompt_completion, make_arithmetic_dataset
 from toolkit.tokenization import build_char_tokenizer
 
@@ -280,7 +283,7 @@ def test_two_processes_give_the_numbers_of_one(models, tmp_path):
     """Real `accelerate launch` runs: 2 processes over gloo on CPU against 1 process, same results.json numbers."""
     arguments = [str(REPO / "recipes/eval.py"), "--config", TINY_CONFIG, "--models", models["base"], models["lora"]]
     arguments += ["--limit", "6", "--batch_size", "2", "--gsm8k_max_new_tokens", "8", "--bleu_max_new_tokens", "8"]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--mixed_precision", "no"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch"]
     configs = {1: "cpu.yaml", 2: "multi_gpu.yaml"}
     results = {}
     for num_processes, config in configs.items():
@@ -298,3 +301,25 @@ def test_two_processes_give_the_numbers_of_one(models, tmp_path):
     assert len(results[2]) == 6
     assert [row["metrics"] for row in results[2]] == [row["metrics"] for row in results[1]]
     assert [row["protocol"] for row in results[2]] == [row["protocol"] for row in results[1]]
+
+
+def test_sigterm_stops_an_evaluation_between_batches(models, tmp_path):
+    """A long evaluation gives way to SIGTERM at the next batch (instead of finishing first) and exits 143."""
+    text = tmp_path / "long.txt"
+    text.write_text("\n".join(PROBLEMS["text"]) * 200)  # tens of thousands of one-at-a-time windows
+    output_dir = tmp_path / "eval"
+    command = [sys.executable, str(REPO / "recipes/eval.py"), "--models", models["base"], "--tasks", "perplexity"]
+    command += ["--perplexity_data", str(text), "--context_length", "16", "--batch_size", "1", "--use_cpu", "true"]
+    process = subprocess.Popen([*command, "--output_dir", str(output_dir)], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (output_dir / "run.json").is_file():
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.2)
+    time.sleep(2)  # the model is loaded and scoring
+    stopped = time.time()
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, out[-2000:]
+    assert time.time() - stopped < 20
+    assert "Stopped by SIGTERM during evaluation" in out
+    assert read_run(output_dir).status == "stopped" and not (output_dir / "results.json").exists()

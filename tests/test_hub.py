@@ -5,6 +5,7 @@ import base64
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,11 +17,13 @@ import pytest
 import torch
 from huggingface_hub import ModelCard, constants
 from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from recipes_loader import REPO, load_recipe
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.hub import detect_method, locate_run, push_folder
+from toolkit.hub.upload import DRY_RUN_MARKER
 from toolkit.plotting import plot_training_curves
 from toolkit.runs import end_run, start_run
 from toolkit.tokenization import build_char_tokenizer
@@ -120,7 +123,8 @@ def scores(card: ModelCard) -> dict[str, float]:
 
 
 def folder_files(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in folder.iterdir()}
+    """A staged folder's files, without the marker a dry run leaves beside them (it is never uploaded)."""
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.name != DRY_RUN_MARKER}
 
 
 def test_dry_run_folder_reloads_without_toolkit(gpt_run, tokenizer, python_without_toolkit, tmp_path):
@@ -490,9 +494,54 @@ def test_a_file_holding_the_token_stops_the_upload(gpt_run, monkeypatch):
 def test_dry_run_never_replaces_a_folder_it_did_not_write(gpt_run, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(ValueError, match="not a previous dry run"):
+    with pytest.raises(ValueError, match=r"holds files no dry run wrote \(notes.txt\); nothing was changed"):
         push_folder(gpt_run, "alice/gpt-tiny", dry_run=True, dry_run_dir=tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_downloaded_model_is_never_replaced_by_a_dry_run_into_it(gpt_run, tmp_path):
+    """A model downloaded from the Hub holds a toolkit-tagged README.md like a staged folder; a dry run into it (as
+    `toolkit push dl --dry_run true --dry_run_dir dl`) must refuse, not delete the model."""
+    first = push_folder(gpt_run, "alice/gpt-tiny", dry_run=True)
+    downloaded = tmp_path / "dl"
+    shutil.copytree(first.dry_run_dir, downloaded, ignore=shutil.ignore_patterns(DRY_RUN_MARKER))
+    before = folder_files(downloaded)
+    with pytest.raises(ValueError, match="holds files no dry run wrote"):
+        push_folder(downloaded, "alice/b", dry_run=True, dry_run_dir=downloaded)
+    assert folder_files(downloaded) == before
+
+
+def test_a_dry_run_replaces_only_its_own_files(gpt_run):
+    folder = push_folder(gpt_run, "alice/gpt-tiny", dry_run=True).dry_run_dir
+    assert push_folder(gpt_run, "alice/gpt-tiny", dry_run=True).dry_run_dir == folder  # its own folder: replaced
+    (folder / "NOTES.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files no dry run wrote \(NOTES.txt\)"):
+        push_folder(gpt_run, "alice/gpt-tiny", dry_run=True)
+    assert (folder / "NOTES.txt").read_text() == "mine" and (folder / "model.safetensors").is_file()
+
+
+def test_staged_files_are_copies_so_editing_them_never_edits_the_run(gpt_run):
+    folder = push_folder(gpt_run, "alice/gpt-tiny", dry_run=True).dry_run_dir
+    original = (gpt_run / "config.json").read_bytes()
+    with (folder / "config.json").open("a") as staged:
+        staged.write("\n")
+    with (folder / "model.safetensors").open("r+b") as staged:  # even weights edited in place
+        staged.seek(-1, 2)
+        staged.write(b"\0")
+    assert (gpt_run / "config.json").read_bytes() == original
+    assert (gpt_run / "model.safetensors").stat().st_ino != (folder / "model.safetensors").stat().st_ino
+
+
+def test_the_token_in_weights_metadata_or_the_commit_message_stops_the_upload(gpt_run, monkeypatch, fake_hub):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    weights = load_file(gpt_run / "model.safetensors")
+    save_file(weights, gpt_run / "model.safetensors", metadata={"note": f"pushed with {TOKEN}"})
+    with pytest.raises(ValueError, match="would upload your Hugging Face token: model.safetensors"):
+        push_folder(gpt_run, "alice/gpt-tiny", dry_run=True)
+    save_file(weights, gpt_run / "model.safetensors")
+    with pytest.raises(ValueError, match="commit message holds your Hugging Face token"):
+        push_folder(gpt_run, "alice/gpt-tiny", endpoint=fake_hub.url, commit_message=f"token {TOKEN}")
+    assert not fake_hub.requests  # nothing was sent
 
 
 def test_push_recipe_tiny_config_dry_run(gpt_run, tmp_path):

@@ -3,6 +3,7 @@ temperature log-probs with left padding, clear errors, exact resume, and a learn
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from copy import deepcopy
@@ -485,3 +486,27 @@ def test_save_total_limit_keeps_the_newest_checkpoints(tmp_path, tokenizer):
 def test_settings_that_cannot_train_are_refused_by_name(tmp_path, setting, message):
     with pytest.raises(ValueError, match=message):
         make_config(tmp_path, **setting)
+
+
+class Payload:
+    """What a crafted checkpoint could hold: unpickling it runs code (here, it creates a file)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_resuming_never_unpickles_what_a_checkpoint_holds(tmp_path, tokenizer):
+    config = make_config(tmp_path, max_steps=2, save_steps=1)
+    PPOTrainer(config, tiny_policy(tokenizer), tokenizer, PROMPTS, reward_fn=starts_with_a).train()
+    checkpoint = tmp_path / "ppo" / "checkpoint-1"
+    assert not list(checkpoint.glob("*.pkl"))  # nothing pickled is written
+    ran = tmp_path / "payload-ran"
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Payload(ran)))  # what accelerate would load
+    torch.save({"state": Payload(ran)}, checkpoint / "optimizer.pt")
+    resumed = PPOTrainer(config, tiny_policy(tokenizer), tokenizer, PROMPTS, reward_fn=starts_with_a)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        resumed.load_checkpoint(checkpoint)
+    assert not ran.exists()

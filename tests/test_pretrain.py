@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipes_loader import REPO, load_recipe
+from toolkit.runs import read_run, resolve_checkpoint
 
 pretrain = load_recipe("pretrain")
 TINY = str(REPO / "recipes/configs/pretrain/tiny_cpu.yaml")
@@ -78,8 +79,9 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
         log += process.stdout.readline()
     os.kill(process.pid, signal.SIGTERM)
     out, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, out[-2000:]
+    assert process.returncode == 128 + signal.SIGTERM, out[-2000:]  # 143: a scheduler sees the run did not finish
     assert "Stopped by SIGTERM at step" in out
+    assert read_run(output_dir).status == "stopped"
     checkpoints = list(output_dir.glob("checkpoint-*"))
     assert len(checkpoints) == 1
     stopped_at = int(checkpoints[0].name.split("-")[1])
@@ -90,6 +92,33 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     finished = subprocess.run(resume, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert json.loads((output_dir / "metrics.json").read_text())["global_step"] == stopped_at + 3
+    assert read_run(output_dir).status == "finished"
+
+
+def test_sigterm_to_the_accelerate_launcher_stops_the_job_it_started(tmp_path):
+    """`accelerate launch` with one process runs the recipe as its child and does not pass SIGTERM on; the child
+    asks to get SIGTERM when its parent dies, so it still saves a checkpoint and stops instead of running on."""
+    output_dir = tmp_path / "launched"
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "accelerate_configs/cpu.yaml"),
+    ]
+    recipe = [str(REPO / "recipes/pretrain.py"), "--config", TINY, "--output_dir", str(output_dir)]
+    slow = ["--max_steps", "100000", "--save_steps", "100000", "--eval_steps", "100000", "--logging_steps", "1"]
+    launcher = subprocess.Popen([*launch, *recipe, *slow], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, log = time.time() + 120, ""
+    while "'loss'" not in log and time.time() < deadline:
+        log += launcher.stdout.readline()
+    launcher.send_signal(signal.SIGTERM)
+    launcher.wait(timeout=60)
+    deadline = time.time() + 60
+    while (read_run(output_dir).status == "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert read_run(output_dir).status == "stopped"
+    assert resolve_checkpoint("latest", output_dir).startswith(str(output_dir / "checkpoint-"))
 
 
 def test_refuses_to_overwrite_another_run(tmp_path):

@@ -2,6 +2,11 @@
 
 import gzip
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +15,7 @@ from safetensors.torch import load_file
 from recipes_loader import REPO, load_recipe
 from toolkit.loading import load_causal_lm
 from toolkit.rlhf.rewards import exact_match_reward
+from toolkit.runs import read_run, resolve_checkpoint
 
 CONFIGS = REPO / "recipes/configs"
 pretrain, sft, reward, ppo = (load_recipe(name) for name in ("pretrain", "sft", "reward", "ppo"))
@@ -165,3 +171,35 @@ def test_ppo_and_sft_configs_share_the_training_arguments_vocabulary():
     assert (ppo_config.max_steps, ppo_config.save_steps, ppo_config.report_to) == (4, 2, [])
     assert ppo_config.batch_size == 8  # 4 per micro-batch x 1 accumulation step x 2 mini-batches
     assert not hasattr(ppo_config, "num_steps")
+
+
+def test_sigterm_stops_ppo_at_a_step_boundary_with_a_checkpoint_and_exit_143(pipeline):
+    root, _ = pipeline
+    output_dir = root / "ppo-stopped"
+    command = [sys.executable, str(REPO / "recipes/ppo.py"), "--config", str(CONFIGS / "ppo/tiny_cpu.yaml")]
+    command += ["--policy_name_or_path", str(root / "sft"), "--output_dir", str(output_dir), "--sample_steps", "0"]
+    process = subprocess.Popen(
+        [*command, "--max_steps", "100000", "--save_steps", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (output_dir / "metrics.jsonl").is_file() or not (output_dir / "metrics.jsonl").read_text():
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, out[-2000:]
+    assert "Stopped by SIGTERM at step" in out
+    assert read_run(output_dir).status == "stopped"
+    stopped_at = int(Path(resolve_checkpoint("latest", output_dir)).name.split("-")[1])
+    finished = subprocess.run(
+        [*command, "--max_steps", str(stopped_at + 1), "--resume_from_checkpoint", "latest"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, stopped_at + 2))

@@ -11,6 +11,7 @@ from recipes_loader import REPO, load_recipe
 from toolkit.adapters import apply_lora, apply_prompt_tuning, check_lora_targets, parameter_counts
 from toolkit.data import load_raw
 from toolkit.generation import generate
+from toolkit.loading import load_causal_lm
 
 pretrain = load_recipe("pretrain")
 sft = load_recipe("sft")
@@ -179,3 +180,14 @@ def test_the_loss_covers_the_completion_and_its_eos_only(base_dir, tmp_path):
     validation = load_raw("arithmetic", synthetic_sizes=(200, 20))["validation"]
     assert metrics["eval_tokens"] == sum(len(completion) + 1 for completion in validation["completion"])
     assert 0 <= metrics["eval_mean_token_accuracy"] <= 1 and metrics["eval_entropy"] > 0
+
+
+def test_full_fine_tuning_from_a_lora_folder_trains_every_weight(base_dir, tmp_path):
+    """A LoRA SFT folder loads as base + adapter with every weight frozen; SFT merges it first, so --method full
+    trains the merged model (it trained nothing, and DDP refused to start)."""
+    run_sft(base_dir, tmp_path / "lora", "--method", "lora")
+    metrics = run_sft(tmp_path / "lora", tmp_path / "full", "--method", "full", "--learning_rate", "1e-3")
+    assert metrics["trainable_parameters"] == metrics["total_parameters"]
+    merged = load_causal_lm(str(tmp_path / "lora")).merge_and_unload().state_dict()
+    trained = load_file(tmp_path / "full" / "model.safetensors")
+    assert all(not torch.equal(trained[name], merged[name]) for name in trained)

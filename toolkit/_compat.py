@@ -18,10 +18,12 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULT_LORA_TARGETS
 
 # transformers 5.24: the reporting integrations behind `report_to` and the Trainer's callback machinery (PPO drives
-# them too), checkpoint folder naming and lookup.
+# them too), checkpoint folder naming.
 from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_callback import CallbackHandler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .stopping import JobStopped, agreed
 
 
 def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -48,7 +50,19 @@ class TokenWeightedEvaluation:
 
     fused_lm_head = False
 
+    def evaluate(self, *args, **kwargs):
+        """An evaluation during training gives way to a stop request between batches (`toolkit.stopping`): it returns
+        no metrics, and the step boundary that follows saves a checkpoint and stops."""
+        try:
+            return super().evaluate(*args, **kwargs)
+        except JobStopped:
+            if not self.is_in_train:
+                raise
+            return {}
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if self.is_in_train and (name := agreed()) is not None:  # in step on every process: Trainer pads the batches
+            raise JobStopped(name, "during evaluation")
         inputs = self._prepare_inputs(inputs)
         labels = inputs["labels"]
         with torch.no_grad(), self.compute_loss_context_manager():
@@ -90,7 +104,6 @@ __all__ = [
     "HFValidationError",
     "TokenWeightedEvaluation",
     "gather_object",
-    "get_last_checkpoint",
     "get_reporting_integration_callbacks",
     "per_example_nll",
     "validate_repo_id",

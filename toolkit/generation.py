@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextStreamer, set_seed
 from trl import TrlParser
 
+from . import stopping
 from .adapters import is_prompt_learning
 from .loading import load_causal_lm, load_tokenizer, model_context_length
 
@@ -147,6 +148,7 @@ def generate_completions(
 
     completions = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not show_progress):
+        stopping.check("during generation")
         batch = tokenizer(
             list(prompts[start : start + batch_size]),
             return_tensors="pt",
@@ -155,7 +157,7 @@ def generate_completions(
             max_length=max_prompt_tokens,
         ).to(model.device)
         # transformers' stop_strings match on token strings, so a stop string split across tokens still stops.
-        stopping = {"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}
+        stop_options = {"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}
         new_ids = generate(
             model,
             batch["input_ids"],
@@ -165,7 +167,7 @@ def generate_completions(
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             **decoding,
-            **stopping,
+            **stop_options,
         )
         texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
         completions += [truncate_at_stop_strings(text, stop_strings) for text in texts]

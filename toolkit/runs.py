@@ -23,10 +23,11 @@ holding another run by accident) and `resolve_checkpoint` (what `latest` means).
 import json
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ._compat import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from ._compat import PREFIX_CHECKPOINT_DIR
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -152,8 +153,17 @@ def run_of_model(folder: str | Path) -> tuple[Path, RunRecord | None]:
 
 
 def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The checkpoint-<step> folders of a run, oldest step first."""
     folder = Path(output_dir)
-    return sorted(folder.glob(f"{CHECKPOINT_PREFIX}-*"), key=lambda path: path.name) if folder.is_dir() else []
+    found = [path for path in folder.glob(f"{CHECKPOINT_PREFIX}-*") if path.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda path: int(path.name.split("-")[-1])) if folder.is_dir() else []
+
+
+def is_complete(checkpoint: str | Path) -> bool:
+    """A checkpoint is complete once its trainer_state.json exists: every trainer writes it last (transformers'
+    Trainer after the weights, optimizer, scheduler and random states; PPO the same), so a save cut short (a crash,
+    SIGKILL) leaves a folder without one."""
+    return (Path(checkpoint) / TRAINER_STATE_FILE).is_file()
 
 
 def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool, main_process: bool = True) -> None:
@@ -180,16 +190,35 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool, 
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | Path) -> str | None:
-    """`latest` (or `true`) means the newest checkpoint-* in output_dir; a path must exist."""
+    """`latest` (or `true`) means the newest complete checkpoint-* in output_dir (newer partial ones are skipped with
+    a warning naming them); a path must be a complete checkpoint."""
     if resume_from_checkpoint in (None, "", "false", "False"):
         return None
     if resume_from_checkpoint in ("latest", "true", "True"):
-        last = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
-        if last is None:
+        found = checkpoints(output_dir)
+        complete = [path for path in found if is_complete(path)]
+        if not found:
             raise ValueError(f"--resume_from_checkpoint latest: no {CHECKPOINT_PREFIX}-* folder in {output_dir}.")
-        return last
+        if not complete:
+            raise ValueError(
+                f"--resume_from_checkpoint latest: no complete {CHECKPOINT_PREFIX}-* folder in {output_dir} "
+                f"({', '.join(path.name for path in found)} never finished saving)."
+            )
+        skipped = [path.name for path in found[found.index(complete[-1]) + 1 :]]
+        if skipped:
+            warnings.warn(
+                f"Skipping {', '.join(skipped)} in {output_dir}: the save never finished (no {TRAINER_STATE_FILE}). "
+                f"Resuming from {complete[-1].name}.",
+                stacklevel=2,
+            )
+        return str(complete[-1])
     if not Path(resume_from_checkpoint).is_dir():
         raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder.")
+    if not is_complete(resume_from_checkpoint):
+        raise ValueError(
+            f"--resume_from_checkpoint {resume_from_checkpoint}: the save never finished (no {TRAINER_STATE_FILE}); "
+            "pass an earlier checkpoint, or latest."
+        )
     return resume_from_checkpoint
 
 

@@ -23,6 +23,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .. import stopping
 from ..data import SYNTHETIC_NAME, load_raw, require_columns
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..loading import model_context_length
@@ -166,6 +167,7 @@ def score_windows(
     """Sum of log-probabilities of the scored tokens of each document, batching windows of any documents together."""
     log_likelihoods = [0.0] * len(documents)
     for first in tqdm(range(0, len(windows), batch_size), desc="perplexity", disable=not show_progress):
+        stopping.check("during evaluation (perplexity)")
         batch = windows[first : first + batch_size]
         width = max(window.end - window.start for window in batch)
         # Right padding keeps positions 0..n-1 for real tokens; the pads come after them, so causal attention

@@ -2,13 +2,12 @@
 
 import fnmatch
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, get_token
+from huggingface_hub import HfApi, get_token
 from transformers import AutoTokenizer
 
 from .. import __version__, models
@@ -53,8 +52,8 @@ TOKENIZER_FILES = (
     "tokenizer.model",
     "chat_template.jinja",
 )
-# Not searched for the token: weights can be gigabytes, and no code writes text into them.
-BINARY_SUFFIXES = (".safetensors", ".bin", ".png", ".model")
+# Written by a dry run into its folder, listing what it staged: the only folder a later dry run may replace.
+DRY_RUN_MARKER = ".toolkit-dry-run.json"
 
 
 @dataclass
@@ -119,8 +118,8 @@ class PushArguments:
     dry_run_dir: str | None = field(
         default=None,
         metadata={
-            "help": f"Where a dry run writes; a previous dry run's folder is replaced. None: "
-            f"<model_path>/{HUB_UPLOAD_DIR}."
+            "help": f"Where a dry run writes: a new or empty folder, or one a previous dry run wrote (only its files "
+            f"are replaced). None: <model_path>/{HUB_UPLOAD_DIR}."
         },
     )
     endpoint: str | None = field(
@@ -146,7 +145,6 @@ class PushResult:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.unlink(missing_ok=True)  # staged files may be hard links: replace, never write through into the run
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -173,14 +171,6 @@ def is_staged(name: str, tokenizer_from_folder: bool) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in MODEL_FILE_PATTERNS)
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link where the file system allows (weights are not copied), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def auto_map_modules(config: dict) -> set[str]:
     """The local code files config.json's auto_map names ("owner/repo--module.Class" lives in another repo)."""
     references = []
@@ -202,12 +192,20 @@ def stage_remote_code(folder: Path) -> None:
         shutil.copy2(packaged, folder / module)
 
 
+def contains(path: Path, secret: bytes, chunk_size: int = 1 << 24) -> bool:
+    """Whether the file's bytes hold `secret` (read in chunks that overlap by its length: weights can be large)."""
+    with path.open("rb") as file:
+        tail = b""
+        while chunk := file.read(chunk_size):
+            if secret in tail + chunk:
+                return True
+            tail = chunk[-(len(secret) - 1) :] if len(secret) > 1 else b""
+    return False
+
+
 def files_containing(folder: Path, secret: str) -> list[str]:
-    return sorted(
-        path.name
-        for path in folder.iterdir()
-        if path.suffix not in BINARY_SUFFIXES and secret.encode() in path.read_bytes()
-    )
+    """Every staged file that holds the secret, binary ones (weights, metadata, images) included."""
+    return sorted(path.name for path in folder.iterdir() if path.is_file() and contains(path, secret.encode()))
 
 
 def stage_upload(args: PushArguments, folder: Path, token: str | None = None) -> StagedUpload:
@@ -228,7 +226,7 @@ def stage_upload(args: PushArguments, folder: Path, token: str | None = None) ->
     left_out = [path.name for path in sources if not (path.is_file() and is_staged(path.name, tokenizer_from_folder))]
     for source in sources:
         if source.name not in left_out:
-            link_or_copy(source, folder / source.name)
+            shutil.copy2(source, folder / source.name)  # a copy: editing the staged file never edits the run
     if left_out:
         print(f"Not uploaded from {run.model_dir}: {', '.join(left_out)}")
     if args.tokenizer_path is not None:
@@ -250,31 +248,47 @@ def stage_upload(args: PushArguments, folder: Path, token: str | None = None) ->
     return StagedUpload(folder, sorted(path.name for path in folder.iterdir()), method)
 
 
-def is_previous_dry_run(folder: Path) -> bool:
-    card = folder / CARD_FILE
-    only_files = all(path.is_file() for path in folder.iterdir())
-    return only_files and card.is_file() and LIBRARY_TAG in (ModelCard.load(card).data.tags or [])
+def dry_run_files(folder: Path) -> set[str] | None:
+    """The files a dry run staged in `folder`, as its marker lists them; None when no dry run wrote the folder."""
+    marker = folder / DRY_RUN_MARKER
+    return set(json.loads(marker.read_text())["files"]) if marker.is_file() else None
 
 
-def prepare_dry_run_dir(folder: Path) -> None:
-    """Leave `folder` missing or empty: a previous dry run's folder is replaced, anything else refused."""
+def clear_dry_run_dir(folder: Path) -> None:
+    """Leave `folder` missing or empty, deleting only what a previous dry run wrote there; refuse anything else."""
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--dry_run_dir {folder} is a file; pass a folder.")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not is_previous_dry_run(folder):
-            raise ValueError(
-                f"--dry_run_dir {folder} already holds files that are not a previous dry run; pass another folder."
-            )
-        shutil.rmtree(folder)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    staged, present = dry_run_files(folder), {path.name for path in folder.iterdir()} - {DRY_RUN_MARKER}
+    foreign = sorted(present - staged) if staged is not None else sorted(present)
+    if foreign or any((folder / name).is_dir() for name in present):
+        raise ValueError(
+            f"--dry_run_dir {folder} holds files no dry run wrote ({', '.join(foreign[:5]) or 'folders'}); nothing "
+            "was changed. Pass an empty or new folder (a dry run only replaces a folder it wrote itself)."
+        )
+    for name in present:
+        (folder / name).unlink()
+    (folder / DRY_RUN_MARKER).unlink()
 
 
 def dry_run(args: PushArguments, token: str | None) -> PushResult:
+    locate_run(args.model_path)  # a bad model path fails before anything is written
     folder = Path(args.dry_run_dir or Path(args.model_path) / HUB_UPLOAD_DIR)
-    prepare_dry_run_dir(folder)
+    clear_dry_run_dir(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    before = {path.name for path in folder.iterdir()}
     try:
         staged = stage_upload(args, folder, token)
+        (folder / DRY_RUN_MARKER).write_text(json.dumps({"files": staged.files}, indent=2) + "\n")
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # no half-written (or token-holding) folder left behind
+        # No half-written (or token-holding) files left behind; only what this dry run wrote goes.
+        for path in folder.iterdir():
+            if path.name not in before:
+                path.unlink()
+        if created:
+            folder.rmdir()
         raise
     print(f"Dry run, nothing uploaded. {args.repo_id} (branch {args.revision}) would get, from {folder}:")
     for name in staged.files:
@@ -295,6 +309,8 @@ def push(args: PushArguments, token: str | None = None) -> PushResult:
             "No Hugging Face token: set HF_TOKEN or run `hf auth login` (the token needs write access), or pass "
             "--dry_run true to write the upload folder without uploading."
         )
+    if args.commit_message and token in args.commit_message:
+        raise ValueError("The commit message holds your Hugging Face token; nothing was uploaded. Write another one.")
     with tempfile.TemporaryDirectory(prefix="hub-upload-") as temporary:
         staged = stage_upload(args, Path(temporary), token)
         api = HfApi(endpoint=args.endpoint, token=token, library_name=LIBRARY_TAG, library_version=__version__)

@@ -1,18 +1,12 @@
-"""What every training pipeline does around its job: record the run in its folder, and push it when it is done."""
+"""What every pipeline does around its job: record the run in its folder, push it when it is done, and turn a stop
+request into the exit status a scheduler reads."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from ..runs import RunRecord, end_run, start_run
+from ..stopping import JobStopped
 from ..training.arguments import RunArguments
-
-
-@dataclass
-class Outcome:
-    """How the job ended: a pipeline sets `stopped` when a signal stopped it before the end."""
-
-    stopped: bool = False
 
 
 @contextmanager
@@ -24,18 +18,32 @@ def recorded_run(
     method: str | None = None,
     base_model: str | None = None,
     datasets: list[str] | None = None,
-) -> Iterator[Outcome]:
-    """Write run.json as running, then as finished, stopped or failed (an exception) when the block ends."""
+) -> Iterator[None]:
+    """Write run.json as running, then as finished, stopped (a signal) or failed (any other exception)."""
     record: RunRecord | None = None
     if main_process:
         record = start_run(output_dir, job, method=method, base_model=base_model, datasets=datasets)
-    outcome, status = Outcome(), "failed"
+    status = "failed"
     try:
-        yield outcome
-        status = "stopped" if outcome.stopped else "finished"
+        yield
+        status = "finished"
+    except JobStopped:
+        status = "stopped"
+        raise
     finally:
         if record is not None:
             end_run(output_dir, record, status)
+
+
+@contextmanager
+def exit_on_stop() -> Iterator[None]:
+    """A job stopped by a signal ends its command with 128 + the signal's number (143 for SIGTERM, 130 for Ctrl-C),
+    after saying where it stopped."""
+    try:
+        yield
+    except JobStopped as stop:
+        print(stop)
+        raise SystemExit(stop.exit_code) from None
 
 
 def push_finished_run(run_args: RunArguments, output_dir: str, main_process: bool) -> None:

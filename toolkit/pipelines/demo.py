@@ -15,7 +15,6 @@ again by hand with its recipe.
 import importlib
 import importlib.resources
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -23,7 +22,16 @@ from statistics import mean
 import yaml
 from trl import TrlParser
 
-from ..runs import METRICS_FILE, METRICS_LOG_FILE, RESULTS_CHART, RESULTS_JSON, checkpoints, read_json, read_run
+from ..runs import (
+    METRICS_FILE,
+    METRICS_LOG_FILE,
+    RESULTS_CHART,
+    RESULTS_JSON,
+    checkpoints,
+    is_complete,
+    read_json,
+    read_run,
+)
 from ..tasks.arithmetic import DIFFICULTIES
 
 JOBS = ("pretrain", "sft", "reward", "ppo", "eval")
@@ -160,14 +168,16 @@ def run_stage(stage: Stage, configs: Path, restart: bool) -> dict:
     if not restart and record is not None and record.status == "finished":
         print(f"[demo] {stage.name}: done already, skipping")
         return stage_record(stage)
-    resume = not restart and stage.job != "eval" and bool(checkpoints(folder))
+    resume = not restart and stage.job != "eval" and any(is_complete(path) for path in checkpoints(folder))
     print(f"[demo] {stage.name}: {'resuming' if resume else 'starting'}")
     path = configs / f"{stage.name}.yaml"
     path.write_text(yaml.safe_dump(stage.config, sort_keys=False))
     flags = ["--resume_from_checkpoint", "latest"] if resume else ["--overwrite_output_dir", "true"]
-    result = importlib.import_module(f"toolkit.pipelines.{stage.job}").main(["--config", str(path), *flags])
-    if isinstance(result, dict) and "stopped_by" in result:
-        sys.exit(f"[demo] {stage.name} stopped by {result['stopped_by']}; run the demo again to resume it.")
+    try:
+        importlib.import_module(f"toolkit.pipelines.{stage.job}").main(["--config", str(path), *flags])
+    except SystemExit:  # a stage stopped by a signal exits 128 + its number; the demo exits the same way
+        print(f"[demo] {stage.name} stopped; run the demo again to resume it.")
+        raise
     return stage_record(stage)
 
 

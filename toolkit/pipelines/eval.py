@@ -23,13 +23,14 @@ from accelerate import PartialState
 from transformers import PreTrainedTokenizerBase
 from trl import TrlParser
 
+from .. import stopping
 from .._compat import gather_object
 from ..evaluation import TASKS, BleuArguments, Gsm8kArguments, PerplexityArguments
 from ..evaluation.report import TaskScore, plot_results, results_table
 from ..evaluation.task import ArithmeticSourceArguments, Shard, Task
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer
 from ..runs import RESULTS_CHART, RESULTS_JSON, RESULTS_TABLE, model_dir, prepare_output_dir, read_run
-from .common import recorded_run
+from .common import exit_on_stop, recorded_run
 
 
 @dataclass(kw_only=True)
@@ -179,9 +180,8 @@ def run(args: EvalArguments) -> dict:
     shard = Shard(state.process_index, state.num_processes, args.batch_size, state.is_local_main_process)
 
     scores = []
-    with recorded_run(
-        str(output_dir), "eval", main_process=state.is_main_process, datasets=[d.source for d in task_data]
-    ):
+    record = dict(main_process=state.is_main_process, datasets=[data.source for data in task_data])
+    with recorded_run(str(output_dir), "eval", **record), stopping.stop_on_signals():
         for label, path, tokenizer in zip(labels, paths, tokenizers):
             model = load_causal_lm(path, dtype=args.dtype, device=str(state.device))
             for task, data in zip(tasks, task_data):
@@ -232,4 +232,5 @@ def main(argv: list[str] | None = None) -> dict:
     """`toolkit eval --config recipes/configs/eval/tiny_cpu.yaml` (or flags); under `accelerate launch -m
     toolkit.cli eval ...` the work is sharded over the processes."""
     (args,) = build_parser().parse_args_and_config(argv)
-    return run(args)
+    with exit_on_stop():
+        return run(args)

@@ -27,7 +27,7 @@ from ..rlhf.rewards import REWARD_FUNCTIONS
 from ..runs import METRICS_FILE, SFT_MERGED_DIR, prepare_output_dir, resolve_checkpoint
 from ..tasks.arithmetic import format_prompt, make_arithmetic_dataset
 from ..training import AdapterArguments, RunArguments
-from .common import push_finished_run, recorded_run
+from .common import exit_on_stop, push_finished_run, recorded_run
 
 
 @dataclass
@@ -140,7 +140,8 @@ def run(
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
-    history = run(args, adapter_args, run_args, config)
+    with exit_on_stop():
+        history = run(args, adapter_args, run_args, config)
     first, last = history[0], history[-1]
     print(f"score {first['objective/scores']:.3f} -> {last['objective/scores']:.3f}, KL {last['objective/kl']:.3f}")
     return history

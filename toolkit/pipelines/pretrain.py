@@ -15,7 +15,7 @@ from ..data import pack_for_language_modeling
 from ..runs import prepare_output_dir
 from ..training import PretrainDataArguments, PretrainModelArguments, RunArguments, ToolkitTrainer, train_and_save
 from ..training.setup import build_model, build_tokenizer, load_training_splits
-from .common import push_finished_run, recorded_run
+from .common import exit_on_stop, push_finished_run, recorded_run
 
 
 def build_parser() -> TrlParser:
@@ -69,17 +69,16 @@ def run(
         eval_dataset=blocks["validation"],
         processing_class=tokenizer,
     )
-    with recorded_run(output_dir, "pretrain", main_process=main_process, datasets=[data_args.dataset]) as outcome:
+    with recorded_run(output_dir, "pretrain", main_process=main_process, datasets=[data_args.dataset]):
         metrics = train_and_save(trainer, training_args, plot=run_args.plot, tokens_per_sample=data_args.block_size)
-        outcome.stopped = "stopped_by" in metrics
-    if not outcome.stopped:
-        push_finished_run(run_args, output_dir, main_process)
+    push_finished_run(run_args, output_dir, main_process)
     return metrics
 
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, run_args, training_args = build_parser().parse_args_and_config(argv)
-    metrics = run(model_args, data_args, run_args, training_args)
+    with exit_on_stop():
+        metrics = run(model_args, data_args, run_args, training_args)
     if training_args.process_index == 0:
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
     return metrics

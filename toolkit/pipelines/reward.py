@@ -21,7 +21,7 @@ from ..rlhf.reward import evaluate_reward_model, make_reward_trainer, reward_mod
 from ..runs import prepare_output_dir
 from ..tasks.arithmetic import arithmetic_preference_pairs
 from ..training import AdapterArguments, RunArguments, train_and_save
-from .common import push_finished_run, recorded_run
+from .common import exit_on_stop, push_finished_run, recorded_run
 
 
 @dataclass
@@ -142,17 +142,16 @@ def run(
         return {f"heldout_{name}": value for name, value in scores.items()}
 
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(config.output_dir, "reward", main_process=main_process, **record) as outcome:
+    with recorded_run(config.output_dir, "reward", main_process=main_process, **record):
         metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out)
-        outcome.stopped = "stopped_by" in metrics
-    if not outcome.stopped:
-        push_finished_run(run_args, config.output_dir, main_process)
+    push_finished_run(run_args, config.output_dir, main_process)
     return metrics
 
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
-    metrics = run(model_args, data_args, adapter_args, run_args, config)
+    with exit_on_stop():
+        metrics = run(model_args, data_args, adapter_args, run_args, config)
     if config.process_index == 0:
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
     return metrics

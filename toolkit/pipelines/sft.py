@@ -31,7 +31,7 @@ from ..training import (
     train_and_save,
 )
 from ..training.setup import build_model, build_tokenizer, load_training_splits
-from .common import push_finished_run, recorded_run
+from .common import exit_on_stop, push_finished_run, recorded_run
 
 TEXT_FIELD = "text"  # SFTConfig's default dataset_text_field
 
@@ -106,6 +106,8 @@ def run(
     tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column, trust_remote_code=trust)
     model = build_model(model_args, tokenizer, config.max_length, "--max_length", trust_remote_code=trust)
     model = adapt(model, model_args, adapter_args, config.max_length)
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ValueError(f"--method {adapter_args.method} left nothing of {model_args.model_name_or_path} to train.")
     if main_process:
         print(f"{adapter_args.method}: {describe_parameters(model)}")
     splits = datasets.DatasetDict({name: sft_columns(split, data_args) for name, split in splits.items()})
@@ -119,21 +121,20 @@ def run(
     trainable, total = parameter_counts(model)
     counts = dict(method=adapter_args.method, trainable_parameters=trainable, total_parameters=total)
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(output_dir, "sft", main_process=main_process, **record) as outcome:
+    with recorded_run(output_dir, "sft", main_process=main_process, **record):
         metrics = train_and_save(trainer, config, plot=run_args.plot, extra_metrics=counts)
-        outcome.stopped = "stopped_by" in metrics
-        if not outcome.stopped and adapter_args.merge_adapter and adapter_args.method == "lora" and main_process:
+        if adapter_args.merge_adapter and adapter_args.method == "lora" and main_process:
             merged_dir = Path(output_dir) / MERGED_DIR
             model.merge_and_unload().save_pretrained(merged_dir)
             tokenizer.save_pretrained(merged_dir)
-    if not outcome.stopped:
-        push_finished_run(run_args, output_dir, main_process)
+    push_finished_run(run_args, output_dir, main_process)
     return metrics
 
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
-    metrics = run(model_args, data_args, adapter_args, run_args, config)
+    with exit_on_stop():
+        metrics = run(model_args, data_args, adapter_args, run_args, config)
     if config.process_index == 0:
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
     return metrics

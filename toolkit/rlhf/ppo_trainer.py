@@ -13,18 +13,21 @@ Shapes: B = batch, Q = query tokens, R = response tokens, L = Q + R.
 
 import json
 import math
+import os
+import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from copy import deepcopy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import (
     GenerationConfig,
@@ -37,10 +40,19 @@ from transformers import (
     set_seed,
 )
 
+from .. import stopping
 from .._compat import CallbackHandler, get_reporting_integration_callbacks
 from ..loading import model_context_length
 from ..plotting import plot_ppo_curves
-from ..runs import CURVES_FILE, METRICS_LOG_FILE, POLICY_DIR, VALUE_DIR, VALUE_HEAD_FILE, checkpoints
+from ..runs import (
+    CURVES_FILE,
+    METRICS_LOG_FILE,
+    POLICY_DIR,
+    TRAINER_STATE_FILE,
+    VALUE_DIR,
+    VALUE_HEAD_FILE,
+    checkpoints,
+)
 from .modeling import (
     PolicyAndValueModel,
     check_tokenizers_match,
@@ -67,20 +79,18 @@ from .ppo_core import (
 from .rollout import Rollout, left_pad, response_logprobs, truncate_after_eos
 
 RewardFunction = Callable[..., Sequence[float]]
+# A checkpoint's files, besides the inference copies of policy/ and the value function.
+TRAINED_WEIGHTS_FILE = "trained_weights.safetensors"  # every parameter that trains (the rest is the SFT model's)
+OPTIMIZER_FILE, SCHEDULER_FILE, PPO_STATE_FILE = "optimizer.pt", "scheduler.pt", "ppo_state.json"
+RNG_FILE_PREFIX = "rng_state_"
 
 
 @dataclass
 class PPOState:
-    """What a checkpoint needs besides weights, optimizer and scheduler: the step and the metrics so far."""
+    """Where the run is: the step and the metrics of every step so far."""
 
     step: int = 0
     history: list[dict] = field(default_factory=list)
-
-    def state_dict(self) -> dict:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step, self.history = state["step"], list(state["history"])
 
 
 class PPOTrainer:
@@ -146,6 +156,13 @@ class PPOTrainer:
         self.reward_fn = reward_fn
         mixed_precision = "bf16" if config.bf16 else "fp16" if config.fp16 else "no"
         self.accelerator = accelerator or Accelerator(cpu=config.use_cpu, mixed_precision=mixed_precision)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and self.accelerator.num_processes == 1:
+            raise ValueError(
+                f"This job was launched as {launched} processes, but each one set itself up alone (every process "
+                "would run the whole job). On a machine without GPUs pass --use_cpu true, so the processes join over "
+                "gloo."
+            )
         if self.accelerator.gradient_accumulation_steps != 1:
             raise ValueError(
                 "PPOTrainer accumulates gradients itself (config.gradient_accumulation_steps); create the "
@@ -198,8 +215,6 @@ class PPOTrainer:
         else:
             self.kl_controller = FixedKLController(config.kl_coef)
         self.state = PPOState()
-        for stateful in (self.scheduler, self.kl_controller, self.state):
-            self.accelerator.register_for_checkpointing(stateful)
         # transformers' own callbacks report the metrics (report_to: TensorBoard, W&B, trackio, ...), as in Trainer.
         callbacks = get_reporting_integration_callbacks(config.report_to)
         self.callbacks = CallbackHandler(callbacks, self.unwrapped_model, tokenizer, self.optimizer, self.scheduler)
@@ -510,17 +525,23 @@ class PPOTrainer:
             desc="PPO",
             disable=bool(config.disable_tqdm) or not self.accelerator.is_local_main_process,
         )
-        while self.state.step < self.num_steps:
-            metrics = self.step()
-            step = self.state.step
-            progress.update(1)
-            progress.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
-            if self._should_log(metrics):
-                self._log(metrics)
-            if is_main and config.sample_steps and step % config.sample_steps == 0:
-                progress.write(f"step {step}\n{self.sample_table(self.last_rollout)}")
-            if config.save_strategy == "steps" and step % self.trainer_state.save_steps == 0:
-                self.save_checkpoint()
+        with stopping.stop_on_signals():
+            while self.state.step < self.num_steps:
+                metrics = self.step()
+                step = self.state.step
+                progress.update(1)
+                progress.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
+                if self._should_log(metrics):
+                    self._log(metrics)
+                if is_main and config.sample_steps and step % config.sample_steps == 0:
+                    progress.write(f"step {step}\n{self.sample_table(self.last_rollout)}")
+                stop = stopping.agreed()  # every process, at the same step
+                if stop is not None or (config.save_strategy == "steps" and step % self.trainer_state.save_steps == 0):
+                    checkpoint = self.save_checkpoint()
+                if stop is not None:
+                    progress.close()
+                    resume = "Resume with --resume_from_checkpoint latest"
+                    raise stopping.JobStopped(stop, f"at step {step}; checkpoint saved in {checkpoint}. {resume}")
         progress.close()
         self.save_model(self.output_dir)
         self.control = self.callbacks.on_train_end(config, self.trainer_state, self.control)
@@ -582,26 +603,91 @@ class PPOTrainer:
         self.accelerator.wait_for_everyone()
 
     def save_checkpoint(self, directory: str | Path | None = None) -> Path:
-        """A resumable checkpoint: policy + value weights, optimizer, scheduler, KL controller, step, metrics and
-        every process's random state (accelerate's `save_state`), plus the models for inference (`save_model`)."""
+        """A resumable checkpoint, nothing in it pickled: the trained weights (safetensors), the optimizer and
+        scheduler states (tensors and numbers, loaded with `weights_only=True`), every process's random states, and
+        the step, metrics and KL controller (JSON), plus the models for inference (`save_model`). Its
+        `trainer_state.json` is written last, so a checkpoint holding one is complete (`toolkit.runs`)."""
         directory = Path(directory or self.output_dir / f"checkpoint-{self.state.step}")
-        self.accelerator.save_state(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.accelerator.wait_for_everyone()
+        save_file(random_states(), directory / f"{RNG_FILE_PREFIX}{self.accelerator.process_index}.safetensors")
+        (directory / f"{RNG_FILE_PREFIX}{self.accelerator.process_index}.json").write_text(
+            json.dumps(python_random_states())
+        )
         self.save_model(directory)
+        if self.accelerator.is_main_process:
+            trained = {
+                name: p.detach().cpu() for name, p in self.unwrapped_model.named_parameters() if p.requires_grad
+            }
+            save_file(trained, directory / TRAINED_WEIGHTS_FILE)
+            torch.save(self.optimizer.state_dict(), directory / OPTIMIZER_FILE)
+            torch.save(self.scheduler.state_dict(), directory / SCHEDULER_FILE)
+            kl = self.kl_controller.state_dict()
+            state = {"step": self.state.step, "history": self.state.history, "kl_controller": kl}
+            (directory / PPO_STATE_FILE).write_text(json.dumps(state))
+            self.trainer_state.global_step = self.state.step
+            self.trainer_state.save_to_json(str(directory / TRAINER_STATE_FILE))
+        self.accelerator.wait_for_everyone()
         if self.config.save_total_limit and self.accelerator.is_main_process:
             for old in checkpoints(self.output_dir)[: -self.config.save_total_limit]:
                 shutil.rmtree(old)
         return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
-        """Restore everything `save_checkpoint` wrote; the next `step()` continues exactly where that run was."""
+        """Restore everything `save_checkpoint` wrote; the next `step()` continues exactly where that run was.
+        Nothing is unpickled: tensors come from safetensors or `torch.load(weights_only=True)`, the rest from JSON."""
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"No checkpoint folder at {directory}.")
-        self.accelerator.load_state(directory)
+        if not (directory / TRAINER_STATE_FILE).is_file():
+            raise ValueError(f"{directory} is not a complete PPO checkpoint: it has no {TRAINER_STATE_FILE}.")
+        parameters = dict(self.unwrapped_model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in load_file(directory / TRAINED_WEIGHTS_FILE).items():
+                parameters[name].copy_(tensor)
+        device = self.accelerator.device
+        self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location=device, weights_only=True))
+        self.scheduler.load_state_dict(torch.load(directory / SCHEDULER_FILE, weights_only=True))
+        state = json.loads((directory / PPO_STATE_FILE).read_text())
+        self.state.step, self.state.history = state["step"], list(state["history"])
+        self.kl_controller.load_state_dict(state["kl_controller"])
+        rank = self.accelerator.process_index
+        set_random_states(
+            load_file(directory / f"{RNG_FILE_PREFIX}{rank}.safetensors"),
+            json.loads((directory / f"{RNG_FILE_PREFIX}{rank}.json").read_text()),
+        )
         if self.state.step > self.num_steps:
             raise ValueError(
-                f"The checkpoint is at step {self.state.step}, past this run's num_steps={self.num_steps}."
+                f"The checkpoint is at step {self.state.step}, past this run's max_steps={self.num_steps}."
             )
+
+
+def random_states() -> dict[str, torch.Tensor]:
+    """torch's CPU and CUDA generator states, as tensors (saved with safetensors)."""
+    states = {"cpu": torch.random.get_rng_state()}
+    if torch.cuda.is_available():
+        states |= {f"cuda_{index}": state for index, state in enumerate(torch.cuda.get_rng_state_all())}
+    return states
+
+
+def python_random_states() -> dict:
+    """Python's and numpy's generator states, as JSON."""
+    numpy_state = np.random.get_state()
+    return {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+    }
+
+
+def set_random_states(tensors: dict[str, torch.Tensor], python: dict) -> None:
+    torch.random.set_rng_state(tensors["cpu"])
+    cuda = [tensors[key] for key in sorted(tensors) if key.startswith("cuda_")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = python["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = python["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
 
 
 __all__ = ["PPOState", "PPOTrainer"]

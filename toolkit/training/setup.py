@@ -5,8 +5,9 @@ from collections.abc import Iterable
 import datasets
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..adapters import merge_adapter
 from ..data import load_raw, require_columns, select_first, train_validation_splits
-from ..loading import load_tokenizer, model_context_length
+from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer, model_context_length
 from ..models import GPTConfig, GPTForCausalLM, gpt_config_to_gpt2
 from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
 from .arguments import DataArguments, ModelArguments
@@ -89,10 +90,14 @@ def build_model(
     length_flag: str = "--block_size",
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """A pretrained causal LM (`model_name_or_path`), or a new one of `architecture` shaped by preset + overrides
-    (its context defaults to `block_size`); sequences of `block_size` tokens must fit it (`length_flag` sets them)."""
+    """A pretrained causal LM (`model_name_or_path`; a PEFT adapter folder is merged into its base, so the model
+    trains like one loaded from a full folder), or a new one of `architecture` shaped by preset + overrides (its
+    context defaults to `block_size`); sequences of `block_size` tokens must fit it (`length_flag` sets them)."""
     attn = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
-    if args.model_name_or_path is not None:
+    if args.model_name_or_path is not None and is_peft_adapter(args.model_name_or_path):
+        adapted = load_causal_lm(args.model_name_or_path, device="cpu", trust_remote_code=trust_remote_code, **attn)
+        model = merge_adapter(adapted).train()
+    elif args.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(
             args.model_name_or_path, trust_remote_code=trust_remote_code, **attn
         )

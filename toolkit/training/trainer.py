@@ -6,14 +6,13 @@ graceful stop on SIGTERM / Ctrl-C that checkpoints first,
 
 import json
 import math
-import signal
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from trl import SFTTrainer
 
+from .. import stopping
 from .._compat import TokenWeightedEvaluation
 from ..plotting import plot_training_curves
 from ..runs import CURVES_FILE, METRICS_FILE, resolve_checkpoint
@@ -65,30 +64,18 @@ class TrainingCurvesCallback(TrainerCallback):
 
 
 class GracefulStopCallback(TrainerCallback):
-    """On SIGTERM or Ctrl-C, finish the current step, save a checkpoint, and stop training."""
+    """At every step boundary, the processes agree whether a stop was requested (`toolkit.stopping`); if so, the
+    Trainer saves a checkpoint and stops, every process at the same step."""
 
     def __init__(self):
         self.signal_name: str | None = None
         self.stopped_at_step: int | None = None
 
-    def request_stop(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name
-
-    @contextmanager
-    def installed(self):
-        handled = (signal.SIGTERM, signal.SIGINT)
-        previous = {s: signal.signal(s, self.request_stop) for s in handled}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
     def on_step_end(self, args, state, control, **kwargs):
-        if self.signal_name is not None:
+        if (name := stopping.agreed()) is not None:
+            self.signal_name, self.stopped_at_step = name, state.global_step
             control.should_save = True
             control.should_training_stop = True
-            self.stopped_at_step = state.global_step
         return control
 
 
@@ -104,7 +91,7 @@ def train_and_save(
     """Train (resuming if asked), evaluate, save model + tokenizer, curves and metrics.json; return the metrics.
 
     `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation) before they are written.
-    A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and returns {"stopped_by": ..., "stopped_at_step": ...}."""
+    A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and raises `toolkit.stopping.JobStopped`."""
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
@@ -112,16 +99,17 @@ def train_and_save(
     curves = TrainingCurvesCallback(title=Path(args.output_dir).name, with_perplexity=language_model)
     if plot:
         trainer.add_callback(curves)
-    with stopper.installed():
+    with stopping.stop_on_signals():
         train_output = trainer.train(resume_from_checkpoint=checkpoint)
     if stopper.signal_name is not None:
-        if trainer.is_world_process_zero():
-            print(
-                f"Stopped by {stopper.signal_name} at step {stopper.stopped_at_step}; checkpoint saved in "
-                f"{args.output_dir}. Resume with --resume_from_checkpoint latest."
-            )
-        return {"stopped_by": stopper.signal_name, "stopped_at_step": stopper.stopped_at_step}
-
+        where = (
+            f"at step {stopper.stopped_at_step}; checkpoint saved in {args.output_dir}. Resume with "
+            "--resume_from_checkpoint latest"
+        )
+        raise stopping.JobStopped(stopper.signal_name, where)
+    # The trained model first: a final evaluation cut short then loses only the metrics.
+    trainer.save_model(args.output_dir)
+    trainer.save_state()
     metrics = {**train_output.metrics, **(extra_metrics or {})}
     if language_model:
         metrics["train_perplexity"] = perplexity(metrics["train_loss"])
@@ -132,8 +120,6 @@ def train_and_save(
     metrics["global_step"] = trainer.state.global_step
     if after_training is not None:
         metrics.update(after_training(trainer))
-    trainer.save_model(args.output_dir)
-    trainer.save_state()
     if trainer.is_world_process_zero():
         Path(args.output_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         if plot:

@@ -1,0 +1,78 @@
+"""The run folder (toolkit/runs.py): the record, output-dir safety, what `latest` means."""
+
+import json
+
+import pytest
+
+from toolkit.runs import (
+    TRAINER_STATE_FILE,
+    end_run,
+    model_dir,
+    prepare_output_dir,
+    read_run,
+    resolve_checkpoint,
+    run_of_model,
+    start_run,
+)
+
+
+def checkpoint(folder, step: int, complete: bool = True):
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights")
+    if complete:
+        (path / TRAINER_STATE_FILE).write_text(json.dumps({"global_step": step}))
+    return path
+
+
+def test_the_record_says_what_the_run_is_and_how_it_ended(tmp_path):
+    record = start_run(tmp_path, "ppo", method="lora", base_model="outputs/sft", datasets=["arithmetic"])
+    assert read_run(tmp_path).status == "running"
+    end_run(tmp_path, record, "stopped")
+    saved = read_run(tmp_path)
+    assert (saved.job, saved.kind, saved.status, saved.model_path) == ("ppo", "ppo", "stopped", "policy")
+    assert saved.seconds >= 0 and saved.base_model == "outputs/sft"
+    assert model_dir(tmp_path) == tmp_path / "policy"
+    assert run_of_model(tmp_path / "policy") == (tmp_path, saved)  # the policy folder belongs to the run around it
+    assert read_run(tmp_path / "policy") is None
+    with pytest.raises(ValueError, match="Unknown job"):
+        start_run(tmp_path, "distill")
+
+
+def test_latest_is_the_newest_complete_checkpoint(tmp_path):
+    checkpoint(tmp_path, 2)
+    checkpoint(tmp_path, 10)  # newest by step, not by name (checkpoint-10 < checkpoint-9 as text)
+    checkpoint(tmp_path, 9)
+    assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-10")
+    checkpoint(tmp_path, 12, complete=False)  # a save cut short (a crash, SIGKILL) has no trainer_state.json
+    with pytest.warns(UserWarning, match="Skipping checkpoint-12 .* the save never finished"):
+        assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-10")
+    with pytest.raises(ValueError, match="checkpoint-12: the save never finished"):
+        resolve_checkpoint(str(tmp_path / "checkpoint-12"), tmp_path)
+
+
+def test_latest_without_a_complete_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
+        resolve_checkpoint("latest", tmp_path)
+    checkpoint(tmp_path, 5, complete=False)
+    with pytest.raises(ValueError, match=r"no complete checkpoint-\* folder .*\(checkpoint-5 never finished saving\)"):
+        resolve_checkpoint("latest", tmp_path)
+
+
+def test_overwrite_starts_a_fresh_run_and_latest_cannot_resume_the_old_one(tmp_path, capsys):
+    end_run(tmp_path, start_run(tmp_path, "pretrain"), "stopped")
+    checkpoint(tmp_path, 2000)
+    with pytest.raises(ValueError, match="already holds a run .* --overwrite_output_dir true"):
+        prepare_output_dir(tmp_path, overwrite=False, resuming=False)
+    assert (tmp_path / "checkpoint-2000").is_dir()
+    prepare_output_dir(tmp_path, overwrite=True, resuming=False)
+    assert "removing the old run's checkpoint-2000" in capsys.readouterr().out
+    assert not (tmp_path / "checkpoint-2000").exists()
+    with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
+        resolve_checkpoint("latest", tmp_path)
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        prepare_output_dir(tmp_path / "file", overwrite=True, resuming=False)

@@ -1,0 +1,92 @@
+"""One stop mechanism for every long job (the Trainer recipes, PPO, evaluation, the demo).
+
+SIGTERM or SIGINT, to the launcher or to any rank, asks the job to stop at its next boundary. Training agrees on the
+step across processes (the request is all-reduced at every step boundary, so every rank stops at the same step and one
+checkpoint is saved); evaluation stops between batches. The job then raises `JobStopped`, and its command exits with
+128 + the signal's number (143 for SIGTERM, 130 for Ctrl-C), so a scheduler can tell a stopped run from a finished one.
+
+`accelerate launch` with one process runs the job as a child and does not pass signals on: the child asks Linux to
+send it SIGTERM when its parent dies (PR_SET_PDEATHSIG), so stopping the launcher stops the job too.
+"""
+
+import ctypes
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1
+
+
+class JobStopped(Exception):
+    """A signal stopped the job at a boundary (after saving a checkpoint, where it trains)."""
+
+    def __init__(self, signal_name: str, where: str):
+        self.signal_name, self.where = signal_name, where
+        super().__init__(f"Stopped by {signal_name} {where}.")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + signal.Signals[self.signal_name].value
+
+
+class _Requests:
+    signal_number: int | None = None
+
+
+_requests = _Requests()
+
+
+def _request(signum, frame) -> None:
+    _requests.signal_number = signum
+
+
+def _set_parent_death_signal(signum: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
+        except (OSError, AttributeError):
+            pass
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT (and the launcher's death) request a stop instead of killing."""
+    previous = {number: signal.signal(number, _request) for number in HANDLED}
+    _requests.signal_number = None
+    _set_parent_death_signal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        _set_parent_death_signal(0)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def requested() -> str | None:
+    """The signal this process received, if any (no agreement with the other processes)."""
+    return signal.Signals(_requests.signal_number).name if _requests.signal_number else None
+
+
+def agreed() -> str | None:
+    """The signal any process received, the same answer on every process: call it where every process calls it
+    in step (a training step boundary), since it is a collective operation when the job is distributed."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return requested()
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else None
+    number = torch.tensor([_requests.signal_number or 0], device=device)
+    torch.distributed.all_reduce(number, op=torch.distributed.ReduceOp.MAX)
+    _requests.signal_number = int(number.item()) or None
+    return requested()
+
+
+def check(where: str) -> None:
+    """Raise `JobStopped` if this process was asked to stop (between evaluation batches)."""
+    if (name := requested()) is not None:
+        raise JobStopped(name, where)
+
+
+__all__ = ["JobStopped", "agreed", "check", "requested", "stop_on_signals"]
