@@ -50,7 +50,8 @@ def test_gpt2_architecture_from_scratch(tmp_path):
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path):
-    steps = ["--max_steps", "20", "--save_steps", "10", "--eval_steps", "10"]
+    # Logging every 3 steps does not line up with the step-10 save: the loss is logged at every save as well.
+    steps = ["--max_steps", "20", "--save_steps", "10", "--eval_steps", "10", "--logging_steps", "3"]
     full_dir, full = run(tmp_path, *steps, name="full")
 
     resumed_dir, _ = run(tmp_path, *steps, name="resumed")
@@ -62,10 +63,24 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
 
     assert resumed["global_step"] == 20
     assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-6)
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-6)  # the whole run, not steps 11-20
+    history = json.loads((full_dir / "trainer_state.json").read_text())["log_history"]
+    assert [row["step"] for row in history if "loss" in row] == [3, 6, 9, 10, 12, 15, 18, 20]  # windows tile the run
     a = AutoModelForCausalLM.from_pretrained(full_dir).state_dict()
     b = AutoModelForCausalLM.from_pretrained(resumed_dir).state_dict()
     for key in a:
         torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(tmp_path):
+    output_dir, _ = run(tmp_path, "--max_steps", "4", "--save_steps", "4", "--eval_steps", "4")
+    with pytest.raises(
+        ValueError, match=r"checkpoint-4: that checkpoint ends its run \(step 4 of 4\).*--max_steps above 4"
+    ):
+        run(tmp_path, "--max_steps", "4", "--resume_from_checkpoint", "latest")
+    assert read_run(output_dir).status == "finished"  # the record of the finished run is untouched
+    _, longer = run(tmp_path, "--max_steps", "6", "--save_steps", "4", "--resume_from_checkpoint", "latest")
+    assert longer["global_step"] == 6
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
@@ -178,3 +193,31 @@ def test_unknown_yaml_key_is_rejected(tmp_path):
     config.write_text(open(TINY).read() + "learning_rat: 0.1\n")
     with pytest.raises(ValueError, match="learning_rat"):
         pretrain.main(["--config", str(config), "--output_dir", str(tmp_path / "out")])
+
+
+PACK_AND_REPORT_MEMORY = """
+import resource, sys
+from toolkit.pipelines.pretrain import build_parser, prepare
+args = build_parser().parse_args_and_config(sys.argv[1:])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+_, _, blocks = prepare(args[0], args[1], args[3])
+print(len(blocks["train"]) + len(blocks["validation"]), before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_one_line_corpus_packs_in_memory_proportional_to_its_tokens(tmp_path):
+    """Ten million characters on one line (a flat token stream: 2 bytes a token, no Python lists per token)."""
+    words = ["thou", "art", "more", "lovely", "and", "temperate", "rough", "winds", "do", "shake"]
+    text = " ".join(words[(i * 7 + i // 10) % len(words)] for i in range(2_000_000))[:10_000_000]
+    data = tmp_path / "one-line.txt"
+    data.write_text(text)
+    flags = ["--config", TINY, "--dataset", str(data), "--output_dir", str(tmp_path / "run"), "--max_steps", "1"]
+    result = subprocess.run(
+        [sys.executable, "-c", PACK_AND_REPORT_MEMORY, *flags], capture_output=True, text=True, check=True
+    )
+    blocks, before_kib, peak_kib = map(int, result.stdout.split()[-3:])
+    tokens = len(text) + 1  # characters and the closing EOS; the last tenth is held out for validation
+    assert blocks == int(tokens * 0.9) // 64 + (tokens - int(tokens * 0.9)) // 64
+    assert (peak_kib - before_kib) / 1024 < 600, (
+        f"packing {len(text):,} characters grew peak RSS by {peak_kib - before_kib} KiB"
+    )

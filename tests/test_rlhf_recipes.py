@@ -86,9 +86,10 @@ def test_full_ppo_from_a_lora_sft_model_trains_every_weight(pipeline):
 
 def test_ppo_resumes_from_the_latest_checkpoint(pipeline):
     root, _ = pipeline
-    run_ppo(root, "ppo-resume", "--max_steps", "2")
-    history = run_ppo(root, "ppo-resume", "--resume_from_checkpoint", "latest")
+    run_ppo(root, "ppo-resume", "--max_steps", "2", "--plot", "false")
+    history = run_ppo(root, "ppo-resume", "--resume_from_checkpoint", "latest", "--plot", "false")
     assert [metrics["step"] for metrics in history] == [1, 2, 3, 4]
+    assert not (root / "ppo-resume" / "training_curves.png").exists()
 
 
 def test_ppo_with_a_reward_model(pipeline):
@@ -137,7 +138,9 @@ def test_reward_recipe_rejects_bad_preference_rows(tmp_path, chosen, rejected, m
     with gzip.open(path, "wt") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
     with pytest.raises(ValueError, match=rf"{path} line 2.*{message}"):
-        reward.main(["--config", str(CONFIGS / "reward/tiny_cpu.yaml"), "--dataset", str(path)])
+        reward.main(
+            ["--config", str(CONFIGS / "reward/tiny_cpu.yaml"), "--dataset", str(path), "--output_dir", str(tmp_path)]
+        )
 
 
 def test_exact_match_reward_scores_like_gsm8k_strict_match():

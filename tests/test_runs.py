@@ -49,6 +49,9 @@ def test_latest_is_the_newest_complete_checkpoint(tmp_path):
         assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-10")
     with pytest.raises(ValueError, match="checkpoint-12: the save never finished"):
         resolve_checkpoint(str(tmp_path / "checkpoint-12"), tmp_path)
+    (tmp_path / "checkpoint-12" / TRAINER_STATE_FILE).write_text('{"global_step": 1')  # killed while writing it
+    with pytest.warns(UserWarning, match="Skipping checkpoint-12"):
+        assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-10")
 
 
 def test_latest_without_a_complete_checkpoint_is_a_clear_error(tmp_path):
@@ -63,9 +66,9 @@ def test_overwrite_starts_a_fresh_run_and_latest_cannot_resume_the_old_one(tmp_p
     end_run(tmp_path, start_run(tmp_path, "pretrain"), "stopped")
     checkpoint(tmp_path, 2000)
     with pytest.raises(ValueError, match="already holds a run .* --overwrite_output_dir true"):
-        prepare_output_dir(tmp_path, overwrite=False, resuming=False)
+        prepare_output_dir(tmp_path, overwrite=False)
     assert (tmp_path / "checkpoint-2000").is_dir()
-    prepare_output_dir(tmp_path, overwrite=True, resuming=False)
+    prepare_output_dir(tmp_path, overwrite=True)
     assert "removing the old run's checkpoint-2000" in capsys.readouterr().out
     assert not (tmp_path / "checkpoint-2000").exists()
     with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
@@ -75,4 +78,4 @@ def test_overwrite_starts_a_fresh_run_and_latest_cannot_resume_the_old_one(tmp_p
 def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file"):
-        prepare_output_dir(tmp_path / "file", overwrite=True, resuming=False)
+        prepare_output_dir(tmp_path / "file", overwrite=True)

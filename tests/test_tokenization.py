@@ -2,10 +2,13 @@ import json
 import shutil
 import subprocess
 
+import datasets
 import pytest
 from transformers import AutoTokenizer
 
 from toolkit import GPTConfig, GPTForCausalLM
+from toolkit.data import token_stream, tokenize_texts
+from toolkit.data.packing import LONG_TEXT, text_pieces
 from toolkit.tokenization import (
     EOS_TOKEN,
     PAD_TOKEN,
@@ -190,3 +193,25 @@ def test_check_tokenizer_fits_names_the_fix():
         check_tokenizer_fits(tokenizer, model)
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     check_tokenizer_fits(tokenizer, model)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "gpt2"])
+def test_a_long_text_tokenized_in_pieces_gets_the_ids_of_the_whole_text(kind, request):
+    """Packing tokenizes texts longer than LONG_TEXT in pieces (bounded memory); every cut must be invisible."""
+    text = "".join(CORPUS + [SAMPLE, "Numbers 12,345 and 6.7e8; it's 'quoted' -- don't! café 日本 \n"]) * 40
+    tokenizers = {
+        "char": lambda: build_char_tokenizer(text),
+        "bpe": small_bpe_tokenizer,
+        "gpt2": lambda: load_gpt2_tokenizer(request.getfixturevalue("shared_data") / "gpt2-tokenizer"),
+    }
+    tokenizer = tokenizers[kind]()
+    pieces = list(text_pieces(text, size=7))
+    assert len(pieces) > 500 and "".join(pieces) == text
+    whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert [token for piece in pieces for token in tokenizer(piece)["input_ids"]] == whole
+
+    long_text = text * (LONG_TEXT // len(text) + 2)  # over LONG_TEXT: packing cuts it
+    rows = datasets.Dataset.from_dict({"text": [long_text, SAMPLE]})
+    stream = token_stream(tokenize_texts(rows, tokenizer, "text"))
+    expected = [*tokenizer(long_text)["input_ids"], tokenizer.eos_token_id, *tokenizer(SAMPLE)["input_ids"]]
+    assert stream.tolist() == [*expected, tokenizer.eos_token_id]

@@ -11,8 +11,14 @@ import torch
 # accelerate 1.15: gathering Python objects (per-example evaluation records) across processes.
 from accelerate.utils import gather_object
 
-# huggingface_hub 1.x: repository id validation.
+# huggingface_hub: repository id validation; it talks to the Hub through httpx2 (2.x) or httpx (1.x), whose
+# connection failures (refused, unresolved, timed out) are not wrapped in huggingface_hub's own errors.
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+try:
+    from httpx2 import TransportError as HubConnectionError
+except ImportError:
+    from httpx import TransportError as HubConnectionError
 
 # peft 0.21: the default LoRA targets it knows per model type.
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULT_LORA_TARGETS
@@ -102,6 +108,7 @@ __all__ = [
     "PREFIX_CHECKPOINT_DIR",
     "CallbackHandler",
     "HFValidationError",
+    "HubConnectionError",
     "TokenWeightedEvaluation",
     "gather_object",
     "get_reporting_integration_callbacks",

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextStreamer, set_seed
-from trl import TrlParser
 
 from . import stopping
 from .adapters import is_prompt_learning
 from .loading import load_causal_lm, load_tokenizer, model_context_length
+from .parsing import argument_parser
 
 ModelOrPath = PreTrainedModel | str | os.PathLike
 TokenizerOrPath = PreTrainedTokenizerBase | str | os.PathLike | None
@@ -235,7 +235,7 @@ class _StreamTo(TextStreamer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    (args,) = TrlParser(GenerateArguments, prog="toolkit generate").parse_args_and_config(argv)
+    (args,) = argument_parser(GenerateArguments, "toolkit generate").parse_args_and_config(argv)
     stream_completions(args)
     return 0
 

@@ -160,33 +160,80 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def is_complete(checkpoint: str | Path) -> bool:
-    """A checkpoint is complete once its trainer_state.json exists: every trainer writes it last (transformers'
-    Trainer after the weights, optimizer, scheduler and random states; PPO the same), so a save cut short (a crash,
-    SIGKILL) leaves a folder without one."""
-    return (Path(checkpoint) / TRAINER_STATE_FILE).is_file()
+    """A checkpoint is complete once its trainer_state.json exists and parses: every trainer writes it last
+    (transformers' Trainer after the weights, optimizer, scheduler and random states; PPO the same), so a save cut
+    short (a crash, SIGKILL) leaves a folder without one, or with a truncated one."""
+    try:
+        json.loads((Path(checkpoint) / TRAINER_STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
-def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool, main_process: bool = True) -> None:
-    """Refuse to write into a folder that holds another run, unless told to resume it or to overwrite it; an
-    overwritten run starts fresh: the main process removes its old checkpoints first (so `latest` can never resume
-    them). Every process checks; only `main_process` removes."""
+def prepare_output_dir(
+    output_dir: str | Path,
+    overwrite: bool,
+    resume_from_checkpoint: str | None = None,
+    *,
+    max_steps: int = -1,
+    main_process: bool = True,
+) -> str | None:
+    """Check the run folder before any work and return the checkpoint to resume from (None: a fresh run).
+
+    A folder that holds another run is refused unless told to resume it or to overwrite it; an overwritten run
+    starts fresh: the main process removes its old checkpoints first (so `latest` can never resume them). Resuming
+    resolves `latest` (`resolve_checkpoint`) and refuses a checkpoint that ends its run (`max_steps` > its step
+    trains on). Every process checks; only `main_process` removes or writes."""
     folder = Path(output_dir)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output_dir {output_dir} is a file: pass a folder (it is created if missing).")
-    if resuming or not folder.is_dir():
+    checkpoint = resolve_checkpoint(resume_from_checkpoint, folder)
+    if checkpoint is not None:
+        refuse_finished(checkpoint, max_steps)
+    elif folder.is_dir():
+        found = [name for name in RUN_MARKERS if (folder / name).exists()] + [
+            path.name for path in checkpoints(folder)
+        ]
+        if found and not overwrite:
+            raise ValueError(
+                f"output_dir {output_dir} already holds a run ({', '.join(sorted(found)[:4])}). Nothing was written. "
+                "Pick another --output_dir, resume it with --resume_from_checkpoint latest, "
+                "or pass --overwrite_output_dir true to replace it."
+            )
+        old = checkpoints(folder)
+        if overwrite and old and main_process:
+            print(f"--overwrite_output_dir: removing the old run's {', '.join(path.name for path in old)} in {folder}")
+            for path in old:
+                shutil.rmtree(path)
+    if main_process:
+        check_writable(folder)
+    return checkpoint
+
+
+def refuse_finished(checkpoint: str, max_steps: int) -> None:
+    """Resuming the last checkpoint of a run would train a step past its end; say so instead."""
+    state = read_json(Path(checkpoint) / TRAINER_STATE_FILE)
+    step, planned = state.get("global_step"), state.get("max_steps")
+    if step is None or planned is None or step < planned or max_steps > step:
         return
-    found = [name for name in RUN_MARKERS if (folder / name).exists()] + [path.name for path in checkpoints(folder)]
-    if found and not overwrite:
+    raise ValueError(
+        f"--resume_from_checkpoint {checkpoint}: that checkpoint ends its run (step {step} of {planned}), so there "
+        "is nothing left to train; its weights are the finished model. To train longer, also pass a --max_steps "
+        f"above {step}."
+    )
+
+
+def check_writable(folder: Path) -> None:
+    """Create the folder and write into it now, so a read-only place fails before any work, not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
         raise ValueError(
-            f"output_dir {output_dir} already holds a run ({', '.join(sorted(found)[:4])}). Nothing was written. "
-            "Pick another --output_dir, resume it with --resume_from_checkpoint latest, "
-            "or pass --overwrite_output_dir true to replace it."
-        )
-    old = checkpoints(folder)
-    if overwrite and old and main_process:
-        print(f"--overwrite_output_dir: removing the old run's {', '.join(path.name for path in old)} in {folder}")
-        for path in old:
-            shutil.rmtree(path)
+            f"output_dir {folder} is not writable ({error.strerror}): pass a folder you can write."
+        ) from None
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | Path) -> str | None:
@@ -219,7 +266,7 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | Pat
             f"--resume_from_checkpoint {resume_from_checkpoint}: the save never finished (no {TRAINER_STATE_FILE}); "
             "pass an earlier checkpoint, or latest."
         )
-    return resume_from_checkpoint
+    return str(resume_from_checkpoint)
 
 
 def read_json(path: str | Path) -> dict:

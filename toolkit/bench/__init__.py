@@ -9,8 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from trl import TrlParser
-
+from ..parsing import argument_parser
 from .evaluation import EvalBenchArguments, bench_eval, format_eval_results
 from .memory import MemoryBenchArguments, bench_memory, format_memory_results
 from .model import ModelBenchArguments, bench_model, format_model_results
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage, file=sys.stderr)
         raise SystemExit(2)
     arguments_class, run, render = BENCHMARKS[argv[0]]
-    (args,) = TrlParser(arguments_class, prog=f"toolkit bench {argv[0]}").parse_args_and_config(argv[1:])
+    (args,) = argument_parser(arguments_class, f"toolkit bench {argv[0]}").parse_args_and_config(argv[1:])
     results = run(args)
     print(render(results))
     if args.output:

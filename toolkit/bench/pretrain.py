@@ -7,12 +7,9 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from transformers import (
-    TrainerCallback,
-    TrainingArguments,
-    get_scheduler,
-)
-from trl import TrlParser
+from transformers import TrainerCallback, TrainingArguments, default_data_collator, get_scheduler
+
+from ..parsing import argument_parser
 
 
 @dataclass
@@ -47,7 +44,7 @@ def validation_loss(model, blocks, batch_size: int) -> float:
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
-        ids = torch.tensor(blocks[start : start + batch_size]["input_ids"])
+        ids = blocks.input_ids(range(start, min(start + batch_size, len(blocks))))
         total += model(input_ids=ids, labels=ids).loss.item() * ids[:, 1:].numel()
         count += ids[:, 1:].numel()
     model.train()
@@ -71,7 +68,7 @@ def bare_pytorch_run(model, blocks, args: TrainingArguments, eval_steps: int) ->
         num_training_steps=args.max_steps,
         scheduler_specific_kwargs=args.lr_scheduler_kwargs,
     )
-    train = torch.tensor(blocks["train"]["input_ids"])  # (N, T): the whole training set as one tensor
+    train = blocks["train"]
     order = torch.Generator().manual_seed(args.seed)
     batch_size = args.per_device_train_batch_size
     times, evals, step = [], {}, 0
@@ -80,7 +77,7 @@ def bare_pytorch_run(model, blocks, args: TrainingArguments, eval_steps: int) ->
         permutation = torch.randperm(len(train), generator=order)
         for first in range(0, len(train) - batch_size + 1, batch_size):
             start = time.perf_counter()
-            ids = train[permutation[first : first + batch_size]]
+            ids = train.input_ids(permutation[first : first + batch_size])
             model(input_ids=ids, labels=ids).loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
@@ -107,7 +104,9 @@ def bench_pretrain(args: PretrainBenchArguments) -> dict:
     with tempfile.TemporaryDirectory() as output_dir:
         overrides = ["--dataset", args.dataset, "--output_dir", output_dir, "--max_steps", str(args.max_steps)]
         overrides += ["--eval_steps", str(args.eval_steps), "--save_strategy", "no", "--report_to", "none"]
-        parser = TrlParser((PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments))
+        parser = argument_parser(
+            (PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments), "pretrain"
+        )
         model_args, data_args, _, training_args = parser.parse_args_and_config(
             ["--config", args.recipe_config, *overrides]
         )
@@ -120,6 +119,7 @@ def bench_pretrain(args: PretrainBenchArguments) -> dict:
             args=training_args,
             train_dataset=blocks["train"],
             eval_dataset=blocks["validation"],
+            data_collator=default_data_collator,
             processing_class=tokenizer,
             callbacks=[timer],
         )

@@ -1,7 +1,31 @@
-"""Tokenization and packing for language modeling: documents become one token stream cut into fixed blocks."""
+"""Tokenization and packing for language modeling: documents become one flat token stream read as fixed blocks.
+
+The stream is a 1-D integer array (2 or 4 bytes a token, never Python lists). Blocks are slices of it made when an
+item is read, and the labels are the inputs themselves (the model shifts them), so no token is stored twice."""
+
+import re
+from collections.abc import Iterator
 
 import datasets
+import numpy as np
+import torch
 from transformers import PreTrainedTokenizerBase
+
+# Longer texts are tokenized in pieces: a tokenizer's working memory is ~100x the text (a 10 MB line took 3.7 GB).
+LONG_TEXT = 1 << 16  # characters
+PIECES_PER_CALL = 4  # pieces tokenized together (in parallel by fast tokenizers)
+# A piece ends before a single space between two non-spaces, where pre-tokenizers (GPT-2's regex, whitespace, one
+# character per token) always start a new token, so the ids are those of the whole text (tested).
+PIECE_BOUNDARY = re.compile(r"(?<=\S) (?=\S)")
+
+
+def text_pieces(text: str, size: int = LONG_TEXT) -> Iterator[str]:
+    """`text` in pieces of at least `size` characters (the last may be shorter), cut at `PIECE_BOUNDARY`."""
+    start = 0
+    while len(text) - start > size and (boundary := PIECE_BOUNDARY.search(text, start + size)):
+        yield text[start : boundary.start()]
+        start = boundary.start()
+    yield text[start:]
 
 
 def tokenize_texts(
@@ -14,10 +38,26 @@ def tokenize_texts(
 ) -> datasets.Dataset:
     """Token ids per row (batched, cached by `datasets`), each document closed by EOS so documents stay apart."""
     eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
+    dtype = id_dtype(len(tokenizer))
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+
+    def encode_long(text: str) -> np.ndarray:
+        pieces, parts = list(text_pieces(text)), []
+        for first in range(0, len(pieces), PIECES_PER_CALL):
+            parts += [np.array(ids, dtype=dtype) for ids in encode(pieces[first : first + PIECES_PER_CALL])]
+        return np.concatenate([*parts, np.array(eos, dtype=dtype)])
 
     def tokenize(batch):
-        ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [row + eos for row in ids]}
+        texts = batch[text_column]
+        short = [index for index, text in enumerate(texts) if len(text) <= LONG_TEXT]
+        encoded = dict(zip(short, encode([texts[index] for index in short]) if short else []))
+        rows = [
+            np.array(encoded[index] + eos, dtype=dtype) if index in encoded else encode_long(text)
+            for index, text in enumerate(texts)
+        ]
+        return {"input_ids": rows}
 
     return dataset.map(
         tokenize,
@@ -28,22 +68,50 @@ def tokenize_texts(
     )
 
 
-def pack_blocks(
-    tokenized: datasets.Dataset, block_size: int, *, stride: int | None = None, num_proc: int | None = None
-) -> datasets.Dataset:
-    """Concatenate token ids and cut them into `block_size` blocks with labels; the ragged tail is dropped.
+def id_dtype(vocabulary_size: int) -> type[np.integer]:
+    """The smallest integer type for token ids: uint16 when the vocabulary fits (GPT-2's 50,257 do), else int32."""
+    return np.uint16 if vocabulary_size <= 2**16 else np.int32
 
-    `stride` < `block_size` starts a block every `stride` tokens (overlapping blocks), so a small corpus offers many
-    more distinct windows, as nanoGPT's random offsets do."""
-    stride = stride or block_size
 
-    def pack(batch):
-        stream = [token for row in batch["input_ids"] for token in row]
-        blocks = [stream[i : i + block_size] for i in range(0, len(stream) - block_size + 1, stride)]
-        return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
+def token_stream(tokenized: datasets.Dataset) -> np.ndarray:
+    """Every row's `input_ids` in order as one flat array, read from Arrow without building Python lists (uint16
+    when every id fits, else int32)."""
+    column = tokenized.with_format("arrow")[:].column("input_ids")
+    pieces = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
+    return stream.astype(id_dtype(int(stream.max()) + 1 if len(stream) else 0), copy=False)
 
-    # Large map batches keep the dropped tails negligible; a single-document corpus is one batch.
-    return tokenized.map(pack, batched=True, batch_size=10_000, num_proc=num_proc, desc=f"Packing into {block_size}")
+
+class TokenBlocks(torch.utils.data.Dataset):
+    """Blocks of `block_size` tokens starting every `stride` tokens of a flat stream; the ragged tail is dropped.
+
+    `stride` < `block_size` gives overlapping blocks, so a small corpus offers many more distinct windows, as
+    nanoGPT's random offsets do. Item i is `{"input_ids": ids, "labels": ids}`, one (block_size,) int64 tensor."""
+
+    def __init__(self, stream: np.ndarray, block_size: int, stride: int | None = None):
+        self.stream = stream
+        self.block_size = block_size
+        self.stride = stride or block_size
+
+    def __len__(self) -> int:
+        return max(0, (len(self.stream) - self.block_size) // self.stride + 1)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"block {index} of {len(self)}")
+        start = (index % len(self)) * self.stride
+        ids = torch.from_numpy(self.stream[start : start + self.block_size].astype(np.int64))
+        return {"input_ids": ids, "labels": ids}
+
+    def input_ids(self, indices: torch.Tensor | range | list[int]) -> torch.Tensor:
+        """(len(indices), block_size) int64: the blocks at `indices`, for loops that batch by hand."""
+        starts = np.asarray(indices, dtype=np.int64)[:, None] * self.stride
+        return torch.from_numpy(self.stream[starts + np.arange(self.block_size)].astype(np.int64))
+
+
+def pack_blocks(tokenized: datasets.Dataset, block_size: int, *, stride: int | None = None) -> TokenBlocks:
+    """The tokenized rows as one stream, read as `block_size` blocks every `stride` tokens (see `TokenBlocks`)."""
+    return TokenBlocks(token_stream(tokenized), block_size, stride)
 
 
 def pack_for_language_modeling(
@@ -55,31 +123,26 @@ def pack_for_language_modeling(
     validation_fraction: float = 0.1,
     train_stride: int | None = None,
     num_proc: int | None = None,
-) -> datasets.DatasetDict:
+) -> dict[str, TokenBlocks]:
     """Train/validation blocks. Without a validation split (a single document such as Tiny Shakespeare), the last
     `validation_fraction` of the token stream is held out, as nanoGPT does. Training blocks may overlap
     (`train_stride`); validation blocks never do, so every validation token is scored once."""
-    tokenized = datasets.DatasetDict(
-        {name: tokenize_texts(split, tokenizer, text_column, num_proc=num_proc) for name, split in splits.items()}
-    )
-    if "validation" not in tokenized:
-        stream = [token for row in tokenized["train"]["input_ids"] for token in row]
+    streams = {
+        name: token_stream(tokenize_texts(split, tokenizer, text_column, num_proc=num_proc))
+        for name, split in splits.items()
+    }
+    if "validation" not in streams:
+        stream = streams.pop("train")
         cut = int(len(stream) * (1 - validation_fraction))
-        tokenized = datasets.DatasetDict(
-            train=datasets.Dataset.from_dict({"input_ids": [stream[:cut]]}),
-            validation=datasets.Dataset.from_dict({"input_ids": [stream[cut:]]}),
-        )
-    packed = datasets.DatasetDict(
-        {
-            name: pack_blocks(split, block_size, stride=train_stride if name == "train" else None)
-            for name, split in tokenized.items()
-        }
-    )
-    for name, split in packed.items():
+        streams = {"train": stream[:cut], "validation": stream[cut:]}
+    blocks = {
+        name: TokenBlocks(stream, block_size, train_stride if name == "train" else None)
+        for name, stream in streams.items()
+    }
+    for name, split in blocks.items():
         if len(split) == 0:
-            tokens = sum(len(row) for row in tokenized[name]["input_ids"])
             raise ValueError(
-                f"The {name} split has {tokens} tokens, fewer than one block of {block_size}: "
+                f"The {name} split has {len(split.stream)} tokens, fewer than one block of {block_size}: "
                 "use more data or a smaller --block_size."
             )
-    return packed
+    return blocks

@@ -4,6 +4,7 @@ Everything ends as a `datasets.DatasetDict` with a "train" and a "validation" sp
 for the columns the recipe needs, with errors that name the file, line or column at fault.
 """
 
+import codecs
 import json
 from pathlib import Path
 
@@ -15,8 +16,37 @@ SYNTHETIC_NAME = "arithmetic"
 FILE_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
+TEXT_SUFFIXES = (".txt", ".csv")  # .json and .jsonl are checked line by line
+
+
+def check_utf8(path: str | Path, chunk_size: int = 1 << 22) -> None:
+    """Raise a ValueError naming the file and the byte offset where it stops being UTF-8 text."""
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    fix = f"Convert it, e.g. `iconv -f latin1 -t utf-8 {Path(path).name}`, or pass a UTF-8 file."
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}: not UTF-8 text at byte {offset + error.start} ({error.reason}). {fix}"
+                ) from None
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: ends inside a UTF-8 character (cut short, or not UTF-8). {fix}") from None
+
+
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file's contents, with an error that names the file and byte when it is not UTF-8."""
+    check_utf8(path)
+    return Path(path).read_text(encoding="utf-8")
+
+
 def check_jsonl(path: Path) -> None:
     """Parse every line, so a malformed one is reported by file and line instead of deep inside pyarrow."""
+    check_utf8(path)
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -47,10 +77,13 @@ def _data_files(path: Path) -> tuple[str, list[str]]:
             raise ValueError(f"{file} is empty.")
         if file.suffix == ".jsonl" or (file.suffix == ".json" and _looks_like_json_lines(file)):
             check_jsonl(file)
+        elif file.suffix in TEXT_SUFFIXES:
+            check_utf8(file)
     return builders.pop(), [str(p) for p in files]
 
 
 def _looks_like_json_lines(path: Path) -> bool:
+    check_utf8(path)
     with open(path, encoding="utf-8") as handle:
         return not handle.read(1).lstrip().startswith("[")
 
@@ -122,6 +155,23 @@ def require_columns(dataset: datasets.Dataset, columns: list[str], source: str) 
             f"{source}: column(s) {missing} not found; available columns: {dataset.column_names}. "
             "Name the right ones with --text_column / --prompt_column / --completion_column."
         )
+
+
+def require_text(dataset: datasets.Dataset, columns: list[str], source: str) -> None:
+    """Every value of the columns must be a string: a number, a list or a null names its column and row."""
+    for column in columns:
+        feature = dataset.features[column]
+        if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+            raise ValueError(
+                f"{source}: column {column!r} holds {feature} values, not text. Name a text column, or convert it."
+            )
+        for start in range(0, len(dataset), 10_000):
+            values = dataset[start : start + 10_000][column]
+            empty = next((index for index, value in enumerate(values) if value is None), None)
+            if empty is not None:
+                raise ValueError(
+                    f"{source}: row {start + empty} has no {column!r} (null). Drop or fill the rows without text."
+                )
 
 
 def select_first(dataset: datasets.Dataset, limit: int | None) -> datasets.Dataset:

@@ -7,11 +7,10 @@ never pre-tokenize hypotheses or references. Scores are on the 0-100 scale.
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from ..data import SYNTHETIC_NAME, load_raw, require_columns
+from ..data import SYNTHETIC_NAME, load_raw, read_text_file, require_columns, require_text
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..tasks.arithmetic import as_prompt_completion
 from .gsm8k import LEGACY_STOP_STRINGS
@@ -116,7 +115,7 @@ def bleu_score(
 
 def read_segments(path: str | os.PathLike) -> list[str]:
     """One segment per line of a UTF-8 file (the final newline does not start an extra segment)."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text_file(path)
     if not text:
         raise ValueError(f"{path} is empty: a hypothesis or reference file needs one segment per line.")
     return text.removesuffix("\n").split("\n")
@@ -241,6 +240,7 @@ class BleuTask(Task):
         else:
             dataset = pick_split(load_raw(args.bleu_data), None, args.bleu_data)
             require_columns(dataset, [args.bleu_prompt_column, args.bleu_reference_column], args.bleu_data)
+            require_text(dataset, [args.bleu_prompt_column], args.bleu_data)
             prompts, references = dataset[args.bleu_prompt_column], dataset[args.bleu_reference_column]
         if not prompts:
             raise ValueError(f"{args.bleu_data} holds no prompts.")

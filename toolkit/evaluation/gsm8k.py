@@ -23,7 +23,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ..data import SYNTHETIC_NAME
+from ..data import SYNTHETIC_NAME, check_jsonl
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..tasks.arithmetic import (
     extract_flexible,
@@ -55,6 +55,7 @@ def gsm8k_exact_match(outputs: Sequence[str], answers: Sequence[str]) -> dict[st
 def load_gsm8k(source: str | os.PathLike | Dataset | Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     """GSM8K examples as `{"question", "answer"}` dicts, from a JSON Lines file, a `datasets.Dataset` or a list."""
     if isinstance(source, (str, os.PathLike)):
+        check_jsonl(Path(source))  # a bad line (or encoding) is named by file and line
         lines = Path(source).read_text(encoding="utf-8").split("\n")
         rows = [json.loads(line) for line in lines if line.strip()]
         where = str(source)
@@ -62,12 +63,14 @@ def load_gsm8k(source: str | os.PathLike | Dataset | Sequence[Mapping[str, str]]
         rows, where = list(source), type(source).__name__
     if not rows:
         raise ValueError(f"{where} holds no examples: expected one JSON object per line with question and answer.")
-    missing = [key for key in ("question", "answer") if key not in rows[0]]
-    if missing:
-        raise ValueError(
-            f"{where} lacks the field(s) {missing} (found {sorted(rows[0])}). GSM8K examples need 'question' and "
-            "'answer', the final answer after '#### '."
-        )
+    for index, row in enumerate(rows):
+        missing = [key for key in ("question", "answer") if not isinstance(row.get(key), str)]
+        if missing:
+            found = sorted(row) if isinstance(row, Mapping) else type(row).__name__
+            raise ValueError(
+                f"{where}, example {index + 1}: lacks the field(s) {missing} as text (found {found}). GSM8K "
+                "examples need 'question' and 'answer', the final answer after '#### '."
+            )
     return [{"question": row["question"], "answer": row["answer"]} for row in rows]
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import stopping
-from ..data import SYNTHETIC_NAME, load_raw, require_columns
+from ..data import SYNTHETIC_NAME, load_raw, read_text_file, require_columns, require_text
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..loading import model_context_length
 from ..tasks.arithmetic import as_prompt_completion
@@ -335,7 +335,7 @@ TABLE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")  # other files are read
 
 def text_file_documents(path: Path, sample_by: str) -> list[str]:
     """A plain text file (WikiText's `wiki.test.raw`, `.txt`, ...) as documents, read exactly as it is."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path)
     if not text:
         raise ValueError(f"{path} is empty: there is nothing to score. Pass a file that contains text.")
     separators = {"document": None, "paragraph": "\n\n", "line": "\n"}
@@ -399,6 +399,7 @@ class PerplexityTask(Task):
             )
             dataset = pick_split(raw, args.perplexity_split, args.perplexity_data)
             require_columns(dataset, [args.perplexity_text_column], args.perplexity_data)
+            require_text(dataset, [args.perplexity_text_column], args.perplexity_data)
             texts = dataset[args.perplexity_text_column]
         texts = [text for text in texts if text][: args.limit]
         if not texts:
@@ -445,7 +446,7 @@ def perplexity_of_file(
 ) -> PerplexityResult:
     """Corpus perplexity of a UTF-8 text file read as one document (e.g. WikiText-2 `wiki.test.raw`); options as in
     `perplexity_of_texts`."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text_file(path)
     if not text:
         raise ValueError(f"{path} is empty: there is nothing to score. Pass a file that contains text.")
     return perplexity_of_texts(model, tokenizer, [text], **options)

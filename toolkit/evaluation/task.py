@@ -155,8 +155,10 @@ class ArithmeticSourceArguments:
 
 
 def arithmetic_examples(args: ArithmeticSourceArguments, split: str, size: int) -> datasets.Dataset:
-    """The arithmetic task's fixed draw of `size` problems of `split` (its test questions were never trained on)."""
-    return make_arithmetic_dataset(split, size, tuple(args.synthetic_difficulty))
+    """The arithmetic task's fixed draw of `size` problems of `split` (its test questions were never trained on), or
+    of `--limit` problems when that asks for more (the draw is the same stream, so the first problems stay)."""
+    limit = getattr(args, "limit", None) if split == "test" else None
+    return make_arithmetic_dataset(split, max(size, limit or 0), tuple(args.synthetic_difficulty))
 
 
 def pick_split(raw: datasets.DatasetDict, split: str | None, source: str) -> datasets.Dataset:

@@ -11,7 +11,7 @@ from huggingface_hub import HfApi, get_token
 from transformers import AutoTokenizer
 
 from .. import __version__, models
-from .._compat import HFValidationError, validate_repo_id
+from .._compat import HFValidationError, HubConnectionError, validate_repo_id
 from ..runs import CURVES_FILE, HUB_UPLOAD_DIR, METRICS_FILE, RESULTS_JSON, RUN_FILE, TRAINER_STATE_FILE, read_json
 from .card import (
     DEFAULT_BRANCH,
@@ -314,16 +314,22 @@ def push(args: PushArguments, token: str | None = None) -> PushResult:
     with tempfile.TemporaryDirectory(prefix="hub-upload-") as temporary:
         staged = stage_upload(args, Path(temporary), token)
         api = HfApi(endpoint=args.endpoint, token=token, library_name=LIBRARY_TAG, library_version=__version__)
-        # private=None, not False: an organization whose repos default to private keeps that default.
-        api.create_repo(args.repo_id, private=args.private or None, exist_ok=True)
-        if args.revision != DEFAULT_BRANCH:
-            api.create_branch(args.repo_id, branch=args.revision, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=args.repo_id,
-            folder_path=staged.folder,
-            revision=args.revision,
-            commit_message=args.commit_message or f"Upload {staged.method} model with finetune-toolkit",
-        )
+        try:
+            # private=None, not False: an organization whose repos default to private keeps that default.
+            api.create_repo(args.repo_id, private=args.private or None, exist_ok=True)
+            if args.revision != DEFAULT_BRANCH:
+                api.create_branch(args.repo_id, branch=args.revision, exist_ok=True)
+            commit = api.upload_folder(
+                repo_id=args.repo_id,
+                folder_path=staged.folder,
+                revision=args.revision,
+                commit_message=args.commit_message or f"Upload {staged.method} model with finetune-toolkit",
+            )
+        except HubConnectionError as error:
+            raise ValueError(
+                f"Could not reach the Hub at {api.endpoint} ({type(error).__name__}: {error}). Check --endpoint (or "
+                "HF_ENDPOINT) and the network; the upload did not finish."
+            ) from None
     print(f"Uploaded {len(staged.files)} files to {args.repo_id} (branch {args.revision}): {commit.commit_url}")
     return PushResult(args.repo_id, args.revision, staged.files, None, commit.commit_url)
 

@@ -22,6 +22,7 @@ from statistics import mean
 import yaml
 from trl import TrlParser
 
+from ..parsing import argument_parser
 from ..runs import (
     METRICS_FILE,
     METRICS_LOG_FILE,
@@ -266,7 +267,7 @@ def run(args: DemoArguments) -> dict[str, dict]:
 
 
 def build_parser() -> TrlParser:
-    return TrlParser(DemoArguments, prog="demo")
+    return argument_parser(DemoArguments, "demo")
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:

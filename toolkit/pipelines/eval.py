@@ -29,6 +29,7 @@ from ..evaluation import TASKS, BleuArguments, Gsm8kArguments, PerplexityArgumen
 from ..evaluation.report import TaskScore, plot_results, results_table
 from ..evaluation.task import ArithmeticSourceArguments, Shard, Task
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer
+from ..parsing import argument_parser
 from ..runs import RESULTS_CHART, RESULTS_JSON, RESULTS_TABLE, model_dir, prepare_output_dir, read_run
 from .common import exit_on_stop, recorded_run
 
@@ -72,7 +73,7 @@ class EvalArguments(
 
 
 def build_parser() -> TrlParser:
-    return TrlParser(EvalArguments, prog="eval")
+    return argument_parser(EvalArguments, "eval")
 
 
 def looks_local(path: str) -> bool:
@@ -170,13 +171,13 @@ def run(args: EvalArguments) -> dict:
     """Every model on every task; writes the report in `output_dir` (main process) and returns its contents."""
     check_arguments(args)
     labels = model_labels(args)
+    state = PartialState(cpu=args.use_cpu)
+    output_dir = Path(args.output_dir)
+    prepare_output_dir(output_dir, args.overwrite_output_dir, main_process=state.is_main_process)
     tasks: list[Task] = [TASKS[name](args) for name in args.tasks]
     task_data = [task.load() for task in tasks]  # bad data fails before any model is loaded
     paths = [resolve_model(path) for path in args.models]
     tokenizers = [tokenizer_for(path, args.tokenizer) for path in paths]
-    state = PartialState(cpu=args.use_cpu)
-    output_dir = Path(args.output_dir)
-    prepare_output_dir(output_dir, args.overwrite_output_dir, resuming=False, main_process=state.is_main_process)
     shard = Shard(state.process_index, state.num_processes, args.batch_size, state.is_local_main_process)
 
     scores = []

@@ -20,11 +20,12 @@ from trl import TrlParser
 from ..adapters import apply_lora, describe_parameters, merge_adapter
 from ..data import SYNTHETIC_NAME
 from ..loading import load_causal_lm, load_tokenizer, model_context_length
+from ..parsing import argument_parser
 from ..rlhf import PPOConfig, PPOTrainer
 from ..rlhf.preferences import load_preference_jsonl
 from ..rlhf.reward import load_reward_model
 from ..rlhf.rewards import REWARD_FUNCTIONS
-from ..runs import METRICS_FILE, SFT_MERGED_DIR, prepare_output_dir, resolve_checkpoint
+from ..runs import METRICS_FILE, SFT_MERGED_DIR, prepare_output_dir
 from ..tasks.arithmetic import format_prompt, make_arithmetic_dataset
 from ..training import AdapterArguments, RunArguments
 from .common import exit_on_stop, push_finished_run, recorded_run
@@ -73,7 +74,7 @@ def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
 
 
 def build_parser() -> TrlParser:
-    return TrlParser((PPOScriptArguments, AdapterArguments, RunArguments, PPOConfig), prog="ppo")
+    return argument_parser((PPOScriptArguments, AdapterArguments, RunArguments, PPOConfig), "ppo")
 
 
 def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output_dir: str) -> PreTrainedModel:
@@ -102,8 +103,12 @@ def run(
     """PPO from an SFT model with a reward model or a verifiable reward; returns the metrics history and writes
     output_dir/policy, metrics.jsonl, training_curves.png, a metrics.json summary and run.json."""
     main_process = PartialState().is_main_process
-    prepare_output_dir(
-        config.output_dir, run_args.overwrite_output_dir, bool(config.resume_from_checkpoint), main_process
+    checkpoint = prepare_output_dir(
+        config.output_dir,
+        run_args.overwrite_output_dir,
+        config.resume_from_checkpoint,
+        max_steps=config.max_steps,
+        main_process=main_process,
     )
     set_seed(config.seed)
     tokenizer = load_tokenizer(args.policy_name_or_path)
@@ -127,10 +132,9 @@ def run(
     trainer = PPOTrainer(config, policy, tokenizer, load_prompts(args), **scorer)
     if trainer.accelerator.is_main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}")
-    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
     record = dict(method=adapter_args.method, base_model=args.policy_name_or_path, datasets=[args.dataset])
     with recorded_run(config.output_dir, "ppo", main_process=main_process, **record):
-        history = trainer.train(resume_from_checkpoint=checkpoint)
+        history = trainer.train(resume_from_checkpoint=checkpoint, plot=run_args.plot)
         if main_process:
             summary = {"steps": len(history), "first": history[0], "last": history[-1]}
             Path(config.output_dir, METRICS_FILE).write_text(json.dumps(summary, indent=2))

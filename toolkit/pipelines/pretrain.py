@@ -7,11 +7,17 @@ parse -> data (load, tokenizer, pack) -> model -> Trainer -> train -> save (mode
 run.json) -> push.
 """
 
-import datasets
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments, set_seed
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
 from trl import TrlParser
 
-from ..data import pack_for_language_modeling
+from ..data import TokenBlocks, pack_for_language_modeling
+from ..parsing import argument_parser
 from ..runs import prepare_output_dir
 from ..training import PretrainDataArguments, PretrainModelArguments, RunArguments, ToolkitTrainer, train_and_save
 from ..training.setup import build_model, build_tokenizer, load_training_splits
@@ -19,12 +25,14 @@ from .common import exit_on_stop, push_finished_run, recorded_run
 
 
 def build_parser() -> TrlParser:
-    return TrlParser((PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments), prog="pretrain")
+    return argument_parser(
+        (PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments), "pretrain"
+    )
 
 
 def prepare(
     model_args: PretrainModelArguments, data_args: PretrainDataArguments, training_args: TrainingArguments
-) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, datasets.DatasetDict]:
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, dict[str, TokenBlocks]]:
     """Tokenizer, fresh model and packed train/validation blocks of a pretraining run (seeded)."""
     set_seed(training_args.seed)
     splits = load_training_splits(data_args)
@@ -53,8 +61,12 @@ def run(
     """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
     main_process = training_args.process_index == 0
     output_dir = training_args.output_dir
-    prepare_output_dir(
-        output_dir, run_args.overwrite_output_dir, bool(training_args.resume_from_checkpoint), main_process
+    training_args.resume_from_checkpoint = prepare_output_dir(
+        output_dir,
+        run_args.overwrite_output_dir,
+        training_args.resume_from_checkpoint,
+        max_steps=training_args.max_steps,
+        main_process=main_process,
     )
     tokenizer, model, blocks = prepare(model_args, data_args, training_args)
     if main_process:
@@ -67,6 +79,7 @@ def run(
         args=training_args,
         train_dataset=blocks["train"],
         eval_dataset=blocks["validation"],
+        data_collator=default_data_collator,
         processing_class=tokenizer,
     )
     with recorded_run(output_dir, "pretrain", main_process=main_process, datasets=[data_args.dataset]):

@@ -13,10 +13,11 @@ from accelerate import PartialState
 from trl import TrlParser
 
 from ..hub import PushArguments, PushResult, push
+from ..parsing import argument_parser
 
 
 def build_parser() -> TrlParser:
-    return TrlParser(PushArguments, prog="push")
+    return argument_parser(PushArguments, "push")
 
 
 def parse_arguments(argv: list[str] | None) -> PushArguments:

@@ -14,9 +14,10 @@ from transformers import set_seed
 from trl import RewardConfig, TrlParser
 
 from ..adapters import apply_lora, describe_parameters
-from ..data import SYNTHETIC_NAME
+from ..data import SYNTHETIC_NAME, load_raw
 from ..loading import load_tokenizer
-from ..rlhf.preferences import arithmetic_policy_pairs, load_preference_jsonl
+from ..parsing import argument_parser
+from ..rlhf.preferences import arithmetic_policy_pairs, load_preference_jsonl, preference_dataset
 from ..rlhf.reward import evaluate_reward_model, make_reward_trainer, reward_model_from_causal_lm
 from ..runs import prepare_output_dir
 from ..tasks.arithmetic import arithmetic_preference_pairs
@@ -90,7 +91,12 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
     elif args.dataset.endswith((".jsonl", ".jsonl.gz")):
         pairs = load_preference_jsonl(args.dataset, explicit_prompt=args.explicit_prompt)
     else:
-        pairs = datasets.load_dataset(args.dataset, args.dataset_config, split="train")
+        # Other local files (.json, .csv, .parquet) and Hub datasets: every row is checked as a pair, named by row.
+        raw = load_raw(args.dataset, config_name=args.dataset_config)
+        if "train" not in raw:
+            raise ValueError(f"{args.dataset} has no 'train' split (it has {list(raw)}).")
+        rows = raw["train"].to_list()
+        pairs = preference_dataset(rows, source=args.dataset, explicit_prompt=args.explicit_prompt)
     held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=0)
     train = held_out["train"]
     # Capped after the split, so the held-out pairs are the same with or without the cap.
@@ -100,8 +106,8 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
 
 
 def build_parser() -> TrlParser:
-    return TrlParser(
-        (RewardModelArguments, PreferenceDataArguments, AdapterArguments, RunArguments, RewardConfig), prog="reward"
+    return argument_parser(
+        (RewardModelArguments, PreferenceDataArguments, AdapterArguments, RunArguments, RewardConfig), "reward"
     )
 
 
@@ -115,8 +121,12 @@ def run(
     """A scalar reward model on a causal LM's backbone (full or LoRA + score head), trained with TRL's
     RewardTrainer; metrics add pairwise accuracy and margin on held-out pairs, computed per pair."""
     main_process = config.process_index == 0
-    prepare_output_dir(
-        config.output_dir, run_args.overwrite_output_dir, bool(config.resume_from_checkpoint), main_process
+    config.resume_from_checkpoint = prepare_output_dir(
+        config.output_dir,
+        run_args.overwrite_output_dir,
+        config.resume_from_checkpoint,
+        max_steps=config.max_steps,
+        main_process=main_process,
     )
     if adapter_args.method not in ("full", "lora"):
         raise ValueError(f"Reward models train with --method full or lora, not {adapter_args.method!r}.")

@@ -21,6 +21,7 @@ from trl import SFTConfig, TrlParser
 
 from ..adapters import METHODS, apply_lora, apply_prompt_tuning, describe_parameters, parameter_counts
 from ..loading import model_context_length
+from ..parsing import argument_parser
 from ..runs import MERGED_DIR, prepare_output_dir
 from ..training import (
     AdapterArguments,
@@ -37,7 +38,7 @@ TEXT_FIELD = "text"  # SFTConfig's default dataset_text_field
 
 
 def build_parser() -> TrlParser:
-    return TrlParser((ModelArguments, DataArguments, AdapterArguments, RunArguments, SFTConfig), prog="sft")
+    return argument_parser((ModelArguments, DataArguments, AdapterArguments, RunArguments, SFTConfig), "sft")
 
 
 def adapt(
@@ -90,7 +91,13 @@ def run(
     and with `merge_adapter` the merged LoRA model in output_dir/merged."""
     main_process = config.process_index == 0
     output_dir = config.output_dir
-    prepare_output_dir(output_dir, run_args.overwrite_output_dir, bool(config.resume_from_checkpoint), main_process)
+    config.resume_from_checkpoint = prepare_output_dir(
+        output_dir,
+        run_args.overwrite_output_dir,
+        config.resume_from_checkpoint,
+        max_steps=config.max_steps,
+        main_process=main_process,
+    )
     if model_args.model_name_or_path is None:
         raise ValueError(
             "Fine-tuning needs a pretrained model: pass --model_name_or_path (e.g. openai-community/gpt2)."

@@ -503,9 +503,10 @@ class PPOTrainer:
         self.last_rollout = rollout
         return metrics
 
-    def train(self, resume_from_checkpoint: str | Path | None = None) -> list[dict]:
+    def train(self, resume_from_checkpoint: str | Path | None = None, plot: bool = True) -> list[dict]:
         """Run PPO steps until max_steps, logging (metrics.jsonl and `report_to`), printing samples and saving
-        checkpoints; save the final models, the metrics and a plot in output_dir. Returns the metrics history."""
+        checkpoints; save the final models, the metrics and (`plot`) their curves in output_dir. Returns the metrics
+        history."""
         config = self.config
         if resume_from_checkpoint is not None:
             self.load_checkpoint(resume_from_checkpoint)
@@ -545,7 +546,7 @@ class PPOTrainer:
         progress.close()
         self.save_model(self.output_dir)
         self.control = self.callbacks.on_train_end(config, self.trainer_state, self.control)
-        if is_main:
+        if is_main and plot:
             plot_ppo_curves(self.state.history, self.output_dir / CURVES_FILE, config.kl_estimator)
         return self.state.history
 

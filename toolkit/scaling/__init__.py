@@ -17,8 +17,7 @@
 
 import sys
 
-from trl import TrlParser
-
+from ..parsing import argument_parser
 from .estimate import (
     PEAK_BF16_TFLOPS,
     ComputeEstimate,
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage, file=sys.stderr)
         raise SystemExit(2)
     arguments_class, run, render = MODES[argv[0]]
-    (args,) = TrlParser(arguments_class, prog=f"toolkit scaling {argv[0]}").parse_args_and_config(argv[1:])
+    (args,) = argument_parser(arguments_class, f"toolkit scaling {argv[0]}").parse_args_and_config(argv[1:])
     print(render(run(args)))
     return 0
 

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 from tqdm.auto import tqdm
-from transformers import TrainingArguments, set_seed
+from transformers import TrainingArguments, default_data_collator, set_seed
 
 from ..data import load_raw, pack_for_language_modeling, require_columns, train_validation_splits
 from ..plotting import save_figure
@@ -160,6 +160,7 @@ def run_sweep(args: SweepArguments) -> dict:
             args=training_args,
             train_dataset=blocks["train"],
             eval_dataset=blocks["validation"],
+            data_collator=default_data_collator,
             processing_class=tokenizer,
         )
         metrics = train_and_save(trainer, training_args, plot=False, tokens_per_sample=args.block_size)

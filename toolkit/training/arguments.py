@@ -85,6 +85,19 @@ class DataArguments:
         default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
     )
 
+    def __post_init__(self):
+        for name in ("text_column", "prompt_column", "completion_column"):
+            if getattr(self, name) == "":
+                raise ValueError(f"--{name} is empty: name a column of the data, or leave it unset.")
+        if (self.prompt_column is None) != (self.completion_column is None):
+            raise ValueError(
+                "--prompt_column and --completion_column go together (completion-only loss); pass both, or neither "
+                "to train on --text_column."
+            )
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+
 
 @dataclass
 class PretrainDataArguments(DataArguments):
@@ -102,6 +115,13 @@ class PretrainDataArguments(DataArguments):
         default=None,
         metadata={"help": "Processes for datasets.map (tokenization, packing), as in TRL's SFTConfig; None: one."},
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.block_size < 1:
+            raise ValueError(f"--block_size must be at least 1 token, got {self.block_size}.")
+        if self.block_stride is not None and self.block_stride < 1:
+            raise ValueError(f"--block_stride must be at least 1 token (or unset), got {self.block_stride}.")
 
 
 @dataclass

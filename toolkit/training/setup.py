@@ -6,7 +6,7 @@ import datasets
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..adapters import merge_adapter
-from ..data import load_raw, require_columns, select_first, train_validation_splits
+from ..data import load_raw, require_columns, require_text, select_first, train_validation_splits
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer, model_context_length
 from ..models import GPTConfig, GPTForCausalLM, gpt_config_to_gpt2
 from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
@@ -25,16 +25,18 @@ def load_training_splits(args: DataArguments) -> datasets.DatasetDict:
         synthetic_sizes=(args.synthetic_train_size, args.synthetic_validation_size),
         synthetic_difficulty=args.synthetic_difficulty,
     )
+    columns = [c for c in (args.prompt_column, args.completion_column) if c] or [args.text_column]
+    for name, split in raw.items():  # before any held-out rows are carved, so a row is named as it is in the file
+        require_columns(split, columns, args.dataset)
+        require_text(split, columns, f"{args.dataset} ({name})")
     splits = train_validation_splits(
         raw,
         train_split=args.train_split,
         validation_split=args.validation_split,
         validation_fraction=args.validation_fraction,
     )
-    columns = [c for c in (args.prompt_column, args.completion_column) if c] or [args.text_column]
     limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
     for name in splits:
-        require_columns(splits[name], columns, args.dataset)
         splits[name] = select_first(splits[name], limits[name])
     return splits
 

@@ -79,6 +79,32 @@ class GracefulStopCallback(TrainerCallback):
         return control
 
 
+class LogBeforeSaveCallback(TrainerCallback):
+    """Logs the loss at every save and at the last step, so the logged windows tile the whole run: a resumed run
+    continues from a checkpoint whose log history covers every step before it (see `whole_run_train_loss`)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save or control.should_training_stop or state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            control.should_log = True
+        return control
+
+
+def whole_run_train_loss(log_history: list[dict]) -> float:
+    """Mean training loss over every step of the run, resumed parts included (each logged `loss` is the mean over
+    the steps since the previous one). Trainer's own `train_loss` covers only the steps of its last `train()`."""
+    total, last_step = 0.0, 0
+    for row in log_history:
+        if "loss" in row:
+            total += row["loss"] * (row["step"] - last_step)
+            last_step = row["step"]
+    return total / max(last_step, 1)
+
+
 def train_and_save(
     trainer: Trainer,
     args: TrainingArguments,
@@ -96,6 +122,7 @@ def train_and_save(
     language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
+    trainer.add_callback(LogBeforeSaveCallback())  # after the callbacks that ask for a save
     curves = TrainingCurvesCallback(title=Path(args.output_dir).name, with_perplexity=language_model)
     if plot:
         trainer.add_callback(curves)
@@ -111,6 +138,7 @@ def train_and_save(
     trainer.save_model(args.output_dir)
     trainer.save_state()
     metrics = {**train_output.metrics, **(extra_metrics or {})}
+    metrics["train_loss"] = whole_run_train_loss(trainer.state.log_history)
     if language_model:
         metrics["train_perplexity"] = perplexity(metrics["train_loss"])
     if tokens_per_sample is not None:

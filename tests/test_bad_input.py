@@ -1,0 +1,130 @@
+"""Bad input gets an error that names the file, row or flag and says what to do, before any work is lost."""
+
+import json
+
+import pytest
+
+from recipes_loader import REPO, load_recipe
+from toolkit.hub import push_folder
+from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
+
+CONFIGS = REPO / "recipes/configs"
+pretrain, sft, evaluation = (load_recipe(name) for name in ("pretrain", "sft", "eval"))
+
+
+def run_pretrain(tmp_path, *extra):
+    return pretrain.main(
+        ["--config", str(CONFIGS / "pretrain/tiny_cpu.yaml"), "--output_dir", str(tmp_path / "run"), *extra]
+    )
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    data = tmp_path / "latin1.txt"
+    data.write_bytes("plain text first, then caf\u00e9 au lait".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt: not UTF-8 text at byte 26 .*iconv -f latin1"):
+        run_pretrain(tmp_path, "--dataset", str(data))
+    with pytest.raises(ValueError, match=r"latin1.txt: not UTF-8 text at byte 26"):
+        evaluation.main(
+            ["--models", "gpt2-stand-in", "--perplexity_data", str(data), "--output_dir", str(tmp_path / "e")]
+        )
+    data.write_bytes("ends with caf\u00e9".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt: ends inside a UTF-8 character .*iconv"):
+        run_pretrain(tmp_path, "--dataset", str(data))
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"text": "fine"}, {"text": None}], r"rows.jsonl \(train\): row 1 has no 'text' \(null\)"),
+        ([{"text": 5}, {"text": 6}], r"column 'text' holds .*int64.* values, not text"),
+    ],
+)
+def test_a_text_column_without_text_names_the_row_or_the_type(tmp_path, rows, message):
+    data = write_jsonl(tmp_path / "rows.jsonl", rows * 20)
+    with pytest.raises(ValueError, match=message):
+        run_pretrain(tmp_path, "--dataset", str(data))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--prompt_column", ""], "--prompt_column is empty"),
+        (["--prompt_column", "prompt"], "--prompt_column and --completion_column go together"),
+        (["--block_size", "0"], "--block_size must be at least 1 token, got 0"),
+        (["--block_size", "-5"], "--block_size must be at least 1 token, got -5"),
+        (["--block_stride", "0"], "--block_stride must be at least 1 token"),
+        (["--max_train_samples", "0"], "--max_train_samples must be at least 1"),
+    ],
+)
+def test_settings_that_cannot_work_name_the_flag(tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        run_pretrain(tmp_path, *flags)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_flag_prefix_is_an_error_not_another_flag(tmp_path):
+    with pytest.raises((SystemExit, ValueError)):
+        run_pretrain(tmp_path, "--learning_rat", "0.01")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_output_dir_that_cannot_be_written_fails_before_data_preparation(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        pretrain.main(["--config", str(CONFIGS / "pretrain/tiny_cpu.yaml"), "--output_dir", str(tmp_path / "a-file")])
+    with pytest.raises(ValueError, match=r"a-file/run is not writable \(Not a directory\)"):
+        pretrain.main(
+            ["--config", str(CONFIGS / "pretrain/tiny_cpu.yaml"), "--output_dir", str(tmp_path / "a-file" / "run")]
+        )
+
+
+def test_a_malformed_gsm8k_line_is_named_by_file_and_line(tmp_path):
+    data = tmp_path / "test.jsonl"
+    data.write_text('{"question": "1 + 1?", "answer": "#### 2"}\n{"question": "broken\n')
+    with pytest.raises(ValueError, match=r"test.jsonl:2: malformed JSON line"):
+        evaluation.main(
+            [
+                "--models",
+                "gpt2-stand-in",
+                "--tasks",
+                "gsm8k",
+                "--gsm8k_data",
+                str(data),
+                "--output_dir",
+                str(tmp_path / "e"),
+            ]
+        )
+
+
+def test_reward_pairs_from_a_csv_file_are_read_and_checked_row_by_row(tmp_path):
+    data = tmp_path / "pairs.csv"
+    data.write_text("prompt,chosen,rejected\nQ1,good,bad\nQ2,fine,worse\n")
+    pairs = load_preference_splits(PreferenceDataArguments(dataset=str(data), validation_fraction=0.5), seed=0)
+    assert sorted([*pairs["train"]["chosen"], *pairs["validation"]["chosen"]]) == ["fine", "good"]
+    data.write_text("prompt,chosen,rejected\nQ1,good,bad\nQ2,same,same\n")
+    with pytest.raises(ValueError, match=r"pairs.csv 1: 'chosen' and 'rejected' are identical"):
+        load_preference_splits(PreferenceDataArguments(dataset=str(data)), seed=0)
+
+
+def test_an_unreachable_hub_is_one_clear_error(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (run / "tokenizer.json").write_text("{}")
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
+    with pytest.raises(ValueError, match=r"Could not reach the Hub at http://127.0.0.1:9 .*Check --endpoint"):
+        push_folder(run, "alice/gpt-tiny", endpoint="http://127.0.0.1:9")
+
+
+def test_eval_guards_its_output(tmp_path):
+    with pytest.raises(ValueError, match="cannot name a folder of per-example records"):
+        evaluation.main(["--models", str(CONFIGS), "--model_names", "..", "--output_dir", str(tmp_path)])
+    (tmp_path / "results.json").write_text("{}")  # an earlier evaluation's results
+    with pytest.raises(ValueError, match="already holds a run .*--overwrite_output_dir true"):
+        evaluation.main(["--models", "gpt2-stand-in", "--output_dir", str(tmp_path)])
+    assert (tmp_path / "results.json").read_text() == "{}"
