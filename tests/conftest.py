@@ -8,6 +8,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TOOLKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+# Laid over transformers' own test package by tests/test_transformers_common.py; not tests of this suite.
+collect_ignore_glob = ["transformers_common/*"]
+
 # Tiny models run faster on one thread than on two, and pytest-xdist runs one worker per core.
 torch.set_num_threads(1)
 

@@ -63,6 +63,78 @@ def test_gpt2_parity_greedy_generate(gpt2_and_ours):
     assert torch.equal(gpt2.generate(prompt, **kwargs), ours.generate(prompt, **kwargs))
 
 
+def test_hidden_states_and_attentions_equal_gpt2s(gpt2_and_ours):
+    gpt2, ours = gpt2_and_ours
+    x = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(x)
+    mask[1, :3] = 0  # a left-padded row
+    for model in (gpt2, ours):
+        model.set_attn_implementation("eager")
+    with torch.no_grad():
+        theirs = gpt2(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        mine = ours(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    for model in (gpt2, ours):
+        model.set_attn_implementation("sdpa")
+    assert len(mine.hidden_states) == 3 and len(mine.attentions) == 2
+    for a, b in zip(theirs.hidden_states, mine.hidden_states, strict=True):
+        torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)  # row 1's positions differ: GPT-2 ignores the mask
+    for a, b in zip(theirs.attentions, mine.attentions, strict=True):
+        torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(a[1, :, :, :3], b[1, :, :, :3], atol=0, rtol=0)  # no weight on padding
+
+
+def test_output_flags_from_the_config_and_return_dict_false_give_gpt2s_tuple(gpt2_and_ours):
+    gpt2, ours = gpt2_and_ours
+    x = torch.randint(0, VOCAB, (2, 6), generator=torch.Generator().manual_seed(4))
+    ours.config.output_hidden_states = True
+    try:
+        with torch.no_grad():
+            from_config = ours(x)
+            theirs = gpt2(x, labels=x, use_cache=False, output_hidden_states=True, return_dict=False)
+            mine = ours(x, labels=x, use_cache=False, return_dict=False)
+    finally:
+        ours.config.output_hidden_states = False
+    assert len(from_config.hidden_states) == 3
+    assert isinstance(mine, tuple) and len(mine) == len(theirs) == 3  # loss, logits, hidden states
+    torch.testing.assert_close(mine[0], theirs[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mine[1], theirs[1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "labels"),
+    [
+        (None, torch.tensor([0, 2])),
+        ("single_label_classification", torch.tensor([1, 0])),
+        ("multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])),
+        ("regression", torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, -0.5]])),
+    ],
+)
+def test_sequence_classification_loss_follows_problem_type_as_gpt2s_does(problem_type, labels):
+    from transformers import GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    gpt2_config = GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=128, vocab_size=VOCAB, num_labels=3)
+    gpt2_config.problem_type, gpt2_config.pad_token_id = problem_type, 0
+    gpt2 = GPT2ForSequenceClassification(gpt2_config).eval()
+    ours = GPTForSequenceClassification(tiny_config(num_labels=3, pad_token_id=0, problem_type=problem_type)).eval()
+    state = {k.replace("transformer.", "", 1): v for k, v in gpt2_to_gpt(gpt2_as_lm(gpt2)).state_dict().items()}
+    ours.transformer.load_state_dict({k: v for k, v in state.items() if not k.startswith("lm_head")})
+    ours.score.weight.data.copy_(gpt2.score.weight.data)
+    x = torch.randint(1, VOCAB, (2, 5), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        theirs, mine = gpt2(x, labels=labels), ours(x, labels=labels)
+    torch.testing.assert_close(mine.logits, theirs.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(mine.loss, theirs.loss, atol=1e-5, rtol=0)
+    assert ours.config.problem_type == gpt2.config.problem_type
+
+
+def gpt2_as_lm(classifier) -> GPT2LMHeadModel:
+    """The classifier's body under an LM head, so `gpt2_to_gpt` can convert it."""
+    lm = GPT2LMHeadModel(classifier.config)
+    lm.transformer.load_state_dict(classifier.transformer.state_dict())
+    return lm.eval()
+
+
 def test_convert_back_is_exact(gpt2_and_ours):
     gpt2, ours = gpt2_and_ours
     back = gpt_to_gpt2(ours)
@@ -293,9 +365,11 @@ def test_generation_past_context_names_the_fix():
         model.generate(torch.ones(1, 120, dtype=torch.long), max_new_tokens=20, do_sample=False, pad_token_id=0)
 
 
-def test_heads_not_dividing_width_names_the_fix():
-    with pytest.raises(ValueError, match=r"num_attention_heads=5 does not divide hidden_size=64.*\[1, 2, 4, 8"):
-        GPTConfig(hidden_size=64, num_attention_heads=5)
+def test_heads_not_dividing_width_names_the_fix_when_the_model_is_built():
+    config = GPTConfig(hidden_size=64, num_attention_heads=5)  # a config holds any shape, as GPT2Config does
+    for model_class in (GPTModel, GPTForCausalLM, GPTForSequenceClassification):
+        with pytest.raises(ValueError, match=r"num_attention_heads=5 does not divide hidden_size=64.*\[1, 2, 4, 8"):
+            model_class(config)
 
 
 def test_unknown_preset_lists_the_available_ones():

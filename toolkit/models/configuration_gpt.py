@@ -69,11 +69,12 @@ class GPTConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
-        self.check_shape()
         super().__post_init__(**kwargs)
 
     def check_shape(self):
-        """Reject shapes the model cannot build with a plain ValueError that says how to fix them."""
+        """Reject shapes the model cannot build with a plain ValueError that says how to fix them. Called when a
+        model is built, not here: like GPT2Config, the config holds any values (transformers' config tests build
+        such configs), and only the model needs a shape it can build."""
         if self.num_attention_heads <= 0 or self.hidden_size % self.num_attention_heads != 0:
             divisors = [h for h in range(1, min(self.hidden_size, 64) + 1) if self.hidden_size % h == 0]
             raise ValueError(

@@ -26,6 +26,8 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt import GPTConfig
 
@@ -135,6 +137,13 @@ class GPTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # output_hidden_states / output_attentions are recorded by transformers' hooks: each block's output (after the
+    # embeddings, the block input) and each attention's weights (eager only; sdpa and flash return none).
+    _can_record_outputs = {"hidden_states": GPTBlock, "attentions": GPTAttention}
+
+    def __init__(self, config: GPTConfig, *inputs, **kwargs):
+        config.check_shape()  # the config accepts any shape, as GPT2Config does; the model says what cannot be built
+        super().__init__(config, *inputs, **kwargs)
 
     def _init_weights(self, module):
         """GPT-2 init: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer).
@@ -167,6 +176,7 @@ class GPTModel(GPTPreTrainedModel):
         self.wte = new_embeddings
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -177,6 +187,8 @@ class GPTModel(GPTPreTrainedModel):
         use_cache: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        """`output_hidden_states`, `output_attentions` and `return_dict` (arguments or config) work as in any
+        transformers model; `hidden_states` has num_hidden_layers + 1 entries, the last after the final LayerNorm."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if inputs_embeds is None:
@@ -226,6 +238,7 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         self.post_init()
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -240,13 +253,14 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast:
         """`labels` are the input ids (shifted inside); -100 is ignored. `num_items_in_batch` in kwargs makes the
         loss a sum over that many tokens, so gradient accumulation equals one big batch."""
-        outputs = self.transformer(
+        outputs: BaseModelOutputWithPast = self.transformer(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state  # (B, T, C)
@@ -256,7 +270,13 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
 
 class GPTForSequenceClassification(GPTPreTrainedModel):
@@ -280,23 +300,30 @@ class GPTForSequenceClassification(GPTPreTrainedModel):
             return (positions * (input_ids != self.config.pad_token_id).to(torch.long)).argmax(-1)
         return torch.full((1,), length - 1, dtype=torch.long)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
-        """`use_cache` is accepted for callers such as TRL's RewardTrainer and ignored: scoring needs no cache."""
-        outputs = self.transformer(
+        """The loss follows `config.problem_type` as GPT-2's does (unset: regression for one label, single-label for
+        integer labels, else multi-label). Scoring keeps no KV cache unless `use_cache=True` or a `cache` is given
+        (a reward model scores whole texts; its training needs none)."""
+        outputs: BaseModelOutputWithPast = self.transformer(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
+            cache=cache,
             inputs_embeds=inputs_embeds,
-            use_cache=False,
+            use_cache=bool(use_cache) or cache is not None,
+            return_dict=True,
             **kwargs,
         )
         logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
@@ -306,11 +333,14 @@ class GPTForSequenceClassification(GPTPreTrainedModel):
 
         loss = None
         if labels is not None:
-            if self.num_labels == 1:
-                loss = nn.functional.mse_loss(pooled.squeeze(-1), labels.to(pooled.dtype).view(-1))
-            else:
-                loss = nn.functional.cross_entropy(pooled, labels.view(-1))
-        return SequenceClassifierOutputWithPast(loss=loss, logits=pooled)
+            loss = self.loss_function(labels=labels, pooled_logits=pooled, config=self.config)
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
 
 __all__ = ["GPTPreTrainedModel", "GPTModel", "GPTForCausalLM", "GPTForSequenceClassification"]
