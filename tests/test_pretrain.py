@@ -1,5 +1,6 @@
 """recipes/pretrain.py end to end on tiny configs: outputs, resume, graceful stop, bad input."""
 
+import gzip
 import json
 import os
 import signal
@@ -162,6 +163,23 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     data.write_text('{"text": "fine"}\n{"text": "also fine"}\n{"text": broken}\n')
     with pytest.raises(ValueError, match=rf"{data}:3: malformed JSON line"):
         run(tmp_path, "--dataset", str(data))
+
+
+def test_gzip_compressed_jsonl_and_wikitext_raw_files_load_as_their_formats(tmp_path):
+    from toolkit.data import load_raw
+
+    rows = tmp_path / "rows.jsonl.gz"
+    with gzip.open(rows, "wt", encoding="utf-8") as handle:
+        handle.write('{"text": "first row"}\n{"text": "second row"}\n')
+    assert load_raw(str(rows))["train"]["text"] == ["first row", "second row"]
+    raw = tmp_path / "wiki.train.raw"  # WikiText's own file names
+    raw.write_text(" = Title = \n\n Some text .\n")
+    assert load_raw(str(raw), text_sample_by="document")["train"]["text"] == [" = Title = \n\n Some text .\n"]
+    broken = tmp_path / "broken.jsonl.gz"
+    with gzip.open(broken, "wt", encoding="utf-8") as handle:
+        handle.write('{"text": "fine"}\n{"text": broken}\n')
+    with pytest.raises(ValueError, match=rf"{broken}:2: malformed JSON line"):
+        run(tmp_path, "--dataset", str(broken))
 
 
 def test_empty_file_is_a_clear_error(tmp_path):

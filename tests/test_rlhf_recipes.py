@@ -50,6 +50,17 @@ def test_reward_recipe_reports_held_out_pairwise_metrics(pipeline):
     assert (root / "reward" / "training_curves.png").exists()
 
 
+def test_lora_reward_recipe_trains_only_the_adapter_and_the_score_head(pipeline):
+    root, _ = pipeline
+    argv = ["--config", str(CONFIGS / "reward/tiny_cpu.yaml"), "--model_name_or_path", str(root / "base")]
+    metrics = reward.main([*argv, "--output_dir", str(root / "reward-lora"), "--method", "lora"])
+    assert metrics["heldout_num_pairs"] == 40
+    saved = load_file(root / "reward-lora" / "adapter_model.safetensors")
+    assert any("lora_B" in name and saved[name].abs().sum() > 0 for name in saved)
+    assert any(name.endswith("score.weight") for name in saved)  # the new head is saved in full beside the adapter
+    assert all("lora_" in name or "score" in name for name in saved)
+
+
 def run_ppo(root, name, *extra):
     argv = ["--config", str(CONFIGS / "ppo/tiny_cpu.yaml"), "--policy_name_or_path", str(root / "sft")]
     return ppo.main([*argv, "--output_dir", str(root / name), *extra])
@@ -206,3 +217,19 @@ def test_sigterm_stops_ppo_at_a_step_boundary_with_a_checkpoint_and_exit_143(pip
     assert finished.returncode == 0, finished.stderr[-2000:]
     steps = [json.loads(line)["step"] for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, stopped_at + 2))
+
+
+def test_ppo_prompts_come_from_any_preference_source(tmp_path):
+    import csv
+
+    from toolkit.pipelines.ppo import PPOScriptArguments, load_prompts
+
+    dialogue = "\n\nHuman: {}\n\nAssistant: {}"
+    rows = tmp_path / "pairs.csv"  # read like a Hub dataset, through datasets' own loader
+    with open(rows, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["chosen", "rejected"])
+        for question, answer in [("Hi?", "Hello."), ("Sky?", "Blue.")]:
+            writer.writerow([dialogue.format(question, answer), dialogue.format(question, "No.")])
+    prompts = load_prompts(PPOScriptArguments(dataset=str(rows), num_prompts=1))
+    assert prompts["prompt"] == ["\n\nHuman: Hi?\n\nAssistant:"]

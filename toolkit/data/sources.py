@@ -5,6 +5,7 @@ for the columns the recipe needs, with errors that name the file, line or column
 """
 
 import codecs
+import gzip
 import json
 from pathlib import Path
 
@@ -13,17 +14,32 @@ import datasets
 from ..tasks.arithmetic import arithmetic_splits, as_prompt_completion
 
 SYNTHETIC_NAME = "arithmetic"
-FILE_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+# WikiText's files end in .raw; any of these may also be gzip-compressed (name.jsonl.gz), as hh-rlhf's are.
+FILE_BUILDERS = {
+    ".txt": "text",
+    ".raw": "text",
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+TEXT_SUFFIXES = (".txt", ".raw", ".csv")  # .json and .jsonl are checked line by line
 
 
-TEXT_SUFFIXES = (".txt", ".csv")  # .json and .jsonl are checked line by line
+def data_suffix(path: Path) -> str:
+    """The suffix that says the format: `.jsonl` for both `pairs.jsonl` and `pairs.jsonl.gz`."""
+    return path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
+
+
+def open_binary(path: str | Path):
+    return gzip.open(path, "rb") if Path(path).suffix == ".gz" else open(path, "rb")
 
 
 def check_utf8(path: str | Path, chunk_size: int = 1 << 22) -> None:
     """Raise a ValueError naming the file and the byte offset where it stops being UTF-8 text."""
     decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
     fix = f"Convert it, e.g. `iconv -f latin1 -t utf-8 {Path(path).name}`, or pass a UTF-8 file."
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         while chunk := handle.read(chunk_size):
             try:
                 decoder.decode(chunk)
@@ -47,7 +63,7 @@ def read_text_file(path: str | Path) -> str:
 def check_jsonl(path: Path) -> None:
     """Parse every line, so a malformed one is reported by file and line instead of deep inside pyarrow."""
     check_utf8(path)
-    with open(path, encoding="utf-8") as handle:
+    with open_binary(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -62,30 +78,31 @@ def check_jsonl(path: Path) -> None:
 
 
 def _data_files(path: Path) -> tuple[str, list[str]]:
-    files = sorted(p for p in path.rglob("*") if p.suffix in FILE_BUILDERS) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if data_suffix(p) in FILE_BUILDERS) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"{path} holds no data files ({', '.join(FILE_BUILDERS)}).")
-    suffixes = {p.suffix for p in files}
+        raise ValueError(f"{path} holds no data files ({', '.join(FILE_BUILDERS)}, optionally .gz).")
+    suffixes = {data_suffix(p) for p in files}
     builders = {FILE_BUILDERS.get(s) for s in suffixes}
     if None in builders or len(builders) != 1:
         raise ValueError(
-            f"Cannot read {path}: expected files of one kind among {', '.join(FILE_BUILDERS)}, "
+            f"Cannot read {path}: expected files of one kind among {', '.join(FILE_BUILDERS)} (optionally .gz), "
             f"found {sorted(suffixes)}."
         )
     for file in files:
         if file.stat().st_size == 0:
             raise ValueError(f"{file} is empty.")
-        if file.suffix == ".jsonl" or (file.suffix == ".json" and _looks_like_json_lines(file)):
+        suffix = data_suffix(file)
+        if suffix == ".jsonl" or (suffix == ".json" and _looks_like_json_lines(file)):
             check_jsonl(file)
-        elif file.suffix in TEXT_SUFFIXES:
+        elif suffix in TEXT_SUFFIXES:
             check_utf8(file)
     return builders.pop(), [str(p) for p in files]
 
 
 def _looks_like_json_lines(path: Path) -> bool:
     check_utf8(path)
-    with open(path, encoding="utf-8") as handle:
-        return not handle.read(1).lstrip().startswith("[")
+    with open_binary(path) as handle:
+        return not handle.read(64).lstrip().startswith(b"[")
 
 
 def load_raw(
@@ -113,7 +130,7 @@ def load_raw(
         builder, files = _data_files(path)
         kwargs = {"sample_by": text_sample_by} if builder == "text" else {}
         return datasets.load_dataset(builder, data_files={"train": files}, **kwargs)
-    if source.endswith(tuple(FILE_BUILDERS)) or source.startswith((".", "/", "~")):
+    if data_suffix(Path(source)) in FILE_BUILDERS or source.startswith((".", "/", "~")):
         raise ValueError(f"Data file {source!r} does not exist.")
     return datasets.load_dataset(source, config_name)
 

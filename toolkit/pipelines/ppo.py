@@ -22,7 +22,7 @@ from ..data import SYNTHETIC_NAME
 from ..loading import load_causal_lm, load_tokenizer, model_context_length
 from ..parsing import argument_parser
 from ..rlhf import PPOConfig, PPOTrainer
-from ..rlhf.preferences import load_preference_jsonl
+from ..rlhf.preferences import load_preference_pairs
 from ..rlhf.reward import load_reward_model
 from ..rlhf.rewards import REWARD_FUNCTIONS
 from ..runs import METRICS_FILE, SFT_MERGED_DIR, prepare_output_dir
@@ -49,9 +49,11 @@ class PPOScriptArguments:
     dataset: str = field(
         default=SYNTHETIC_NAME,
         metadata={
-            "help": "Prompts: 'arithmetic' (built-in problems) or a preference JSONL(.gz) whose prompts are used."
+            "help": "Prompts: 'arithmetic' (built-in problems), or preference pairs whose shared prompts are used: a "
+            "JSONL(.gz)/JSON/CSV/Parquet file or a Hub dataset such as Anthropic/hh-rlhf."
         },
     )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     num_prompts: int = field(default=1000, metadata={"help": "How many prompts to draw rollouts from."})
     synthetic_difficulty: list[int] = field(
         default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
@@ -68,7 +70,7 @@ def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
                 "final_answer": problems["final_answer"],
             }
         )
-    pairs = load_preference_jsonl(args.dataset, explicit_prompt=True)
+    pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=True)
     prompts = pairs.filter(lambda row: bool(row["prompt"])).select_columns(["prompt"])
     return prompts.select(range(min(len(prompts), args.num_prompts)))
 

@@ -14,10 +14,10 @@ from transformers import set_seed
 from trl import RewardConfig, TrlParser
 
 from ..adapters import apply_lora, describe_parameters
-from ..data import SYNTHETIC_NAME, load_raw
+from ..data import SYNTHETIC_NAME
 from ..loading import load_tokenizer
 from ..parsing import argument_parser
-from ..rlhf.preferences import arithmetic_policy_pairs, load_preference_jsonl, preference_dataset
+from ..rlhf.preferences import arithmetic_policy_pairs, load_preference_pairs
 from ..rlhf.reward import evaluate_reward_model, make_reward_trainer, reward_model_from_causal_lm
 from ..runs import prepare_output_dir
 from ..tasks.arithmetic import arithmetic_preference_pairs
@@ -88,15 +88,8 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
             )
             print(f"{len(sampled)} pairs from {args.policy_samples_from}'s own answers, {len(pairs)} corrupted ones")
             pairs = datasets.concatenate_datasets([pairs.remove_columns("final_answer"), sampled])
-    elif args.dataset.endswith((".jsonl", ".jsonl.gz")):
-        pairs = load_preference_jsonl(args.dataset, explicit_prompt=args.explicit_prompt)
     else:
-        # Other local files (.json, .csv, .parquet) and Hub datasets: every row is checked as a pair, named by row.
-        raw = load_raw(args.dataset, config_name=args.dataset_config)
-        if "train" not in raw:
-            raise ValueError(f"{args.dataset} has no 'train' split (it has {list(raw)}).")
-        rows = raw["train"].to_list()
-        pairs = preference_dataset(rows, source=args.dataset, explicit_prompt=args.explicit_prompt)
+        pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=args.explicit_prompt)
     held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=0)
     train = held_out["train"]
     # Capped after the split, so the held-out pairs are the same with or without the cap.

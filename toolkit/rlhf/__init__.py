@@ -14,6 +14,7 @@ from .ppo_trainer import PPOTrainer
 from .preferences import (
     arithmetic_policy_pairs,
     load_preference_jsonl,
+    load_preference_pairs,
     pairs_from_samples,
     preference_dataset,
     sampled_preference_pairs,
@@ -45,6 +46,7 @@ __all__ = [
     "arithmetic_policy_pairs",
     "evaluate_reward_model",
     "load_preference_jsonl",
+    "load_preference_pairs",
     "load_reward_model",
     "make_reward_trainer",
     "pairs_from_samples",

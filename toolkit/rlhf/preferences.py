@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import torch
 
+from ..data import load_raw
 from ..generation import ModelOrPath, TokenizerOrPath, generate_completions
 from ..tasks.arithmetic import DIFFICULTIES, format_prompt, make_arithmetic_dataset, verify
 
@@ -88,6 +89,19 @@ def load_preference_jsonl(path: str | Path, explicit_prompt: bool = False) -> da
     if not rows:
         raise ValueError(f"{path} holds no preference pairs.")
     return preference_dataset(rows, source=str(path), explicit_prompt=explicit_prompt)
+
+
+def load_preference_pairs(
+    source: str, config_name: str | None = None, explicit_prompt: bool = False
+) -> datasets.Dataset:
+    """Preference pairs from a JSONL(.gz) file (line numbers in errors), another local file (.json, .csv,
+    .parquet) or a Hub dataset such as `Anthropic/hh-rlhf` (its train split); every row is checked as a pair."""
+    if source.endswith((".jsonl", ".jsonl.gz")):
+        return load_preference_jsonl(source, explicit_prompt=explicit_prompt)
+    raw = load_raw(source, config_name=config_name)
+    if "train" not in raw:
+        raise ValueError(f"{source} has no 'train' split (it has {list(raw)}).")
+    return preference_dataset(raw["train"].to_list(), source=source, explicit_prompt=explicit_prompt)
 
 
 def sample_completions(

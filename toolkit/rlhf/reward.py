@@ -85,7 +85,7 @@ def make_reward_trainer(
     says otherwise. Note RewardConfig's defaults: bf16=True and activation checkpointing on (on CPU pass bf16=False
     and activation_checkpointing=False), and pairs longer than `max_length` (1024) tokens are silently dropped.
     """
-    if not isinstance(model, PreTrainedModel):
+    if isinstance(model, (str, Path)):  # a folder or Hub id; a PEFT-wrapped reward model is not a PreTrainedModel
         model = reward_model_from_causal_lm(model, tokenizer)
     for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
         if dataset is not None:
