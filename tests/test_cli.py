@@ -1,5 +1,6 @@
 """The `toolkit` console script: dispatch, `toolkit generate`, `toolkit bench`."""
 
+import re
 import subprocess
 import sys
 
@@ -104,3 +105,15 @@ def test_every_recipe_answers_help(script):
     result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"usage: {script.stem} ")
+
+
+@pytest.mark.parametrize("command", ["bench", "scaling"])
+def test_commands_with_subcommands_describe_each_in_their_help(command, capsys):
+    from toolkit.bench import BENCHMARKS
+    from toolkit.scaling import MODES
+
+    assert main([command, "--help"]) == 0
+    listed = capsys.readouterr().out
+    for name, (arguments_class, *_) in {"bench": BENCHMARKS, "scaling": MODES}[command].items():
+        summary = arguments_class.__doc__.strip().splitlines()[0]
+        assert re.search(rf"^  {name} +{re.escape(summary)}$", listed, flags=re.M), listed

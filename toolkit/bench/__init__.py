@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..parsing import argument_parser
+from ..parsing import argument_parser, subcommand_usage
 from .evaluation import EvalBenchArguments, bench_eval, format_eval_results
 from .memory import MemoryBenchArguments, bench_memory, format_memory_results
 from .model import ModelBenchArguments, bench_model, format_model_results
@@ -27,7 +27,7 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: toolkit bench {{{','.join(BENCHMARKS)}}} [--help] [--flag value ...]"
+    usage = subcommand_usage("toolkit bench", BENCHMARKS)
     if argv and argv[0] in ("-h", "--help"):
         print(usage)
         return 0

@@ -16,6 +16,8 @@ from .common import side_by_side
 
 @dataclass
 class EvalBenchArguments:
+    """Batched evaluation against one example at a time (perplexity windows, GSM8K answers)."""
+
     text_file: str = field(metadata={"help": "Text to score (e.g. ../shared/data/wikitext2/wiki.test.raw)."})
     characters: int = field(default=200_000, metadata={"help": "Score the first N characters of the file."})
     problems: int = field(default=64, metadata={"help": "GSM8K-style problems generated (built-in arithmetic)."})

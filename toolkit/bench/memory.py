@@ -15,6 +15,8 @@ from .trl_ppo import MemoryMeter
 
 @dataclass
 class MemoryBenchArguments:
+    """Peak RSS of full fine-tuning against LoRA at the GPT-2-small shape."""
+
     steps: int = field(default=3, metadata={"help": "Training steps per method."})
     batch_size: int = field(default=4, metadata={"help": "Sequences per step."})
     block_size: int = field(default=128, metadata={"help": "Tokens per sequence."})

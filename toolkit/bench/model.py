@@ -15,6 +15,8 @@ from .common import GPT2_SMALL_SHAPE, describe, side_by_side
 
 @dataclass
 class ModelBenchArguments:
+    """Our GPT against GPT2LMHeadModel (training steps), and KV-cache generation against a no-cache loop."""
+
     trials: int = field(default=7, metadata={"help": "Timed pairs per measurement (after one warm-up pair)."})
     new_tokens: int = field(default=256, metadata={"help": "Tokens generated in the KV-cache benchmark."})
     skip_gpt2_small: bool = field(default=False, metadata={"help": "Skip the GPT-2-small-shape training row."})

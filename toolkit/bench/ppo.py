@@ -20,6 +20,8 @@ from .trl_ppo import MemoryMeter, build_models
 
 @dataclass
 class PPOBenchArguments:
+    """Our PPOTrainer's episodes/s and peak memory against TRL 1.12's, side by side."""
+
     trials: int = field(
         default=5, metadata={"help": "Tiny-config runs per trainer, interleaved (ours, TRL, ours, TRL, ...)."}
     )

@@ -14,6 +14,8 @@ from ..parsing import argument_parser
 
 @dataclass
 class PretrainBenchArguments:
+    """The pretraining recipe's Trainer against a bare PyTorch loop on Tiny Shakespeare."""
+
     dataset: str = field(metadata={"help": "Tiny Shakespeare's input.txt (../shared/data/tinyshakespeare/input.txt)."})
     recipe_config: str = field(
         default="recipes/configs/pretrain/shakespeare_char.yaml",

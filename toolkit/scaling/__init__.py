@@ -17,7 +17,7 @@
 
 import sys
 
-from ..parsing import argument_parser
+from ..parsing import argument_parser, subcommand_usage
 from .estimate import (
     PEAK_BF16_TFLOPS,
     ComputeEstimate,
@@ -42,7 +42,7 @@ MODES = {
 def main(argv: list[str] | None = None) -> int:
     """`toolkit scaling estimate --preset small --tokens 1e10` or `toolkit scaling sweep --dataset input.txt`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: toolkit scaling {{{','.join(MODES)}}} [--help] [--flag value ...]"
+    usage = subcommand_usage("toolkit scaling", MODES)
     if argv and argv[0] in ("-h", "--help"):
         print(usage)
         return 0

@@ -181,6 +181,8 @@ def estimate_compute(
 
 @dataclass
 class EstimateArguments:
+    """Parameters, training FLOPs, Chinchilla tokens, GPU time and cost of a GPT."""
+
     preset: str | None = field(
         default=None, metadata={"help": "Named shape: tiny, small (GPT-2 124M), medium, large, xl; flags override."}
     )

@@ -51,6 +51,8 @@ def fit_power_law(num_parameters: list[float], losses: list[float]) -> PowerLawF
 
 @dataclass
 class SweepArguments:
+    """Train several shapes on one corpus and fit the loss power law L(N)."""
+
     dataset: str = field(
         default="arithmetic",
         metadata={"help": "Corpus: a .txt / .jsonl / ... file or folder, a Hub dataset id, or 'arithmetic'."},
