@@ -135,6 +135,34 @@ def gpt2_as_lm(classifier) -> GPT2LMHeadModel:
     return lm.eval()
 
 
+def test_batched_generation_layout_matches_the_model_and_never_goes_stale():
+    import copy
+
+    model = tiny_model(seed=3).train()
+    prompts = torch.randint(1, VOCAB, (3, 6), generator=torch.Generator().manual_seed(6))
+    kwargs = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
+
+    def argmax_loop(m):
+        ids = prompts
+        with torch.no_grad():
+            for _ in range(8):
+                ids = torch.cat([ids, m(ids, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
+        return ids
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)  # fused steps bump no version counter
+    for _ in range(2):
+        model.eval()
+        assert torch.equal(model.generate(prompts, **kwargs), argmax_loop(model))
+        decoding = [m.decoding for m in model.modules() if hasattr(m, "decoding")]
+        assert decoding and not any(decoding)  # the copies are dropped after the call
+        model.train()
+        model(prompts, labels=prompts).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    fresh = copy.deepcopy(model).eval()
+    assert torch.equal(model.eval().generate(prompts, **kwargs), fresh.generate(prompts, **kwargs))
+
+
 def test_convert_back_is_exact(gpt2_and_ours):
     gpt2, ours = gpt2_and_ours
     back = gpt_to_gpt2(ours)

@@ -10,6 +10,7 @@ This file is copied next to a saved model (`auto_map`): import only from torch, 
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -43,6 +44,28 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return out.transpose(1, 2).contiguous(), probs  # (B, T, H, D)
 
 
+# Decoding layout. CPU BLAS multiplies a few rows by an (in, out) weight up to 2x faster than by nn.Linear's
+# (out, in) one (GPT-2's Conv1D keeps (in, out)); `generate` uses such copies for the call (`laid_out_for_decoding`).
+
+
+def is_plain_linear(layer: nn.Module) -> bool:
+    """An nn.Linear whose weight is all here (not a PEFT layer, not a DeepSpeed ZeRO-3 shard gathered per call)."""
+    return type(layer) is nn.Linear and not hasattr(layer.weight, "ds_id")
+
+
+def decoding_layout(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(out, in) weight -> (in, out): a contiguous copy on CPU, a free transposed view elsewhere."""
+    return (weight.t().contiguous() if weight.device.type == "cpu" else weight.t()), bias
+
+
+def decoding_linear(x: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+    """x (..., in) @ weight (in, out) + bias: what nn.Linear computes, from the decoding layout."""
+    weight, bias = weights
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch.addmm(bias, flat, weight) if bias is not None else flat @ weight
+    return out.view(*x.shape[:-1], weight.shape[1])
+
+
 class GPTAttention(nn.Module):
     """Multi-head causal self-attention with separate q/k/v/o projections (LoRA targets `q_proj`, `v_proj`)."""
 
@@ -61,16 +84,31 @@ class GPTAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.o_proj.is_residual_projection = True
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.decoding: dict[str, tuple] = {}  # filled only inside `generate` (`laid_out_for_decoding`)
 
     def project_qkv(self, hidden_states):
-        """q, k, v (B, T, C) each. While the three projections are plain Linear layers they run as one matmul, as
-        GPT-2's fused c_attn does (faster); once PEFT or anything else replaces one, each runs as its own module."""
+        """q, k, v (B, T, C) each. Training runs the three plain Linear projections as one matmul on their
+        concatenated weights, as GPT-2's fused c_attn does, so the gradient reaches each; `generate` runs one matmul
+        on a copy fused once per call; otherwise (PEFT layers, ZeRO-3 shards, evaluation) each runs on its own,
+        since concatenating would copy every weight matrix per call."""
+        if "qkv" in self.decoding:
+            return decoding_linear(hidden_states, self.decoding["qkv"]).split(self.q_proj.out_features, dim=-1)
         projections = (self.q_proj, self.k_proj, self.v_proj)
-        if any(type(p) is not nn.Linear for p in projections):
+        if not (torch.is_grad_enabled() and all(is_plain_linear(p) and p.weight.requires_grad for p in projections)):
             return tuple(p(hidden_states) for p in projections)
         weight = torch.cat([p.weight for p in projections])  # (3C, C)
         bias = torch.cat([p.bias for p in projections]) if self.q_proj.bias is not None else None
         return nn.functional.linear(hidden_states, weight, bias).split(self.q_proj.out_features, dim=-1)
+
+    def decoding_weights(self) -> dict[str, tuple]:
+        weights = {}
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if all(is_plain_linear(p) for p in projections):
+            bias = torch.cat([p.bias for p in projections]) if self.q_proj.bias is not None else None
+            weights["qkv"] = decoding_layout(torch.cat([p.weight for p in projections]), bias)
+        if is_plain_linear(self.o_proj):
+            weights["o_proj"] = decoding_layout(self.o_proj.weight, self.o_proj.bias)
+        return weights
 
     def forward(self, hidden_states, attention_mask=None, cache: Cache | None = None, **kwargs):
         B, T, C = hidden_states.shape
@@ -93,7 +131,8 @@ class GPTAttention(nn.Module):
             **kwargs,
         )
         out = out.reshape(B, T, -1)  # (B, T, C)
-        return self.resid_dropout(self.o_proj(out)), weights
+        out = decoding_linear(out, self.decoding["o_proj"]) if "o_proj" in self.decoding else self.o_proj(out)
+        return self.resid_dropout(out), weights
 
 
 class GPTMLP(nn.Module):
@@ -106,9 +145,17 @@ class GPTMLP(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.down_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.dropout)
+        self.decoding: dict[str, tuple] = {}  # filled only inside `generate` (`laid_out_for_decoding`)
+
+    def decoding_weights(self) -> dict[str, tuple]:
+        layers = {"up_proj": self.up_proj, "down_proj": self.down_proj}
+        return {name: decoding_layout(lin.weight, lin.bias) for name, lin in layers.items() if is_plain_linear(lin)}
+
+    def project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return decoding_linear(x, self.decoding[name]) if name in self.decoding else getattr(self, name)(x)
 
     def forward(self, x):  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
-        return self.dropout(self.down_proj(self.act(self.up_proj(x))))
+        return self.dropout(self.project("down_proj", self.act(self.project("up_proj", x))))
 
 
 class GPTBlock(GradientCheckpointingLayer):
@@ -125,6 +172,22 @@ class GPTBlock(GradientCheckpointingLayer):
         attn_out, _ = self.attn(self.ln_1(hidden_states), attention_mask=attention_mask, cache=cache, **kwargs)
         hidden_states = hidden_states + attn_out
         return hidden_states + self.mlp(self.ln_2(hidden_states))
+
+
+@contextmanager
+def laid_out_for_decoding(model: nn.Module):
+    """For one `generate` call, while no weight can change: each block's plain Linear weights (q/k/v fused) and the
+    LM head in the decoding layout, made once and used for every token, dropped at the end. On CPU that is a copy
+    of those weights for the call (GPT-2 small: ~0.5 GB in float32)."""
+    modules = [m for m in model.modules() if isinstance(m, (GPTAttention, GPTMLP, GPTForCausalLM))]
+    with torch.no_grad():
+        for module in modules:
+            module.decoding = module.decoding_weights()
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.decoding = {}
 
 
 class GPTPreTrainedModel(PreTrainedModel):
@@ -235,7 +298,21 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.transformer = GPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoding: dict[str, tuple] = {}  # filled only inside `generate` (`laid_out_for_decoding`)
         self.post_init()
+
+    def decoding_weights(self) -> dict[str, tuple]:
+        return {"lm_head": decoding_layout(self.lm_head.weight, None)} if is_plain_linear(self.lm_head) else {}
+
+    def generate(self, *args, **kwargs):
+        """transformers' `generate`; batched decoding runs on weights laid out for it once per call
+        (`laid_out_for_decoding`). One row at a time is bound by reading the weights, whichever their layout, so
+        the copy would cost more than it saves."""
+        inputs = args[0] if args and torch.is_tensor(args[0]) else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+        if inputs is None or inputs.shape[0] < 2:
+            return super().generate(*args, **kwargs)
+        with laid_out_for_decoding(self):
+            return super().generate(*args, **kwargs)
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
@@ -265,7 +342,8 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         )
         hidden_states = outputs.last_hidden_state  # (B, T, C)
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, keep, :])  # (B, T', V)
+        kept = hidden_states[:, keep, :]
+        logits = decoding_linear(kept, self.decoding["lm_head"]) if self.decoding else self.lm_head(kept)  # (B, T', V)
 
         loss = None
         if labels is not None:
