@@ -17,7 +17,16 @@ from toolkit.pipelines import demo, eval, ppo, pretrain, reward, sft
 from toolkit.pipelines.push import parse_arguments as parse_push_arguments
 
 README = REPO / "README.md"
-ACCELERATE_FLAGS_WITH_VALUE = {"--config_file", "--num_processes", "--mixed_precision", "--num_machines"}
+ACCELERATE_FLAGS_WITH_VALUE = {
+    "--config_file",
+    "--num_processes",
+    "--mixed_precision",
+    "--num_machines",
+    "--machine_rank",
+    "--main_process_ip",
+    "--main_process_port",
+    "--rdzv_backend",
+}
 
 
 def readme_commands() -> list[str]:
@@ -107,3 +116,38 @@ def test_recipe_docstring_commands_parse(script):
 def test_every_config_parses_with_its_recipe_and_its_header_command(config, command):
     assert str(config.relative_to(REPO)) in command
     check_accelerate_launch(command)
+
+
+def test_the_slurm_script_launches_every_node_with_its_rank(tmp_path):
+    """recipes/launch.slurm under stand-ins for SLURM's `scontrol` and `srun` and for `accelerate`, on 2 nodes: the
+    command each node would run parses as a launch command, with the node's rank and the first node as main."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stubs = {
+        "scontrol": "#!/bin/bash\nprintf 'node-a\\nnode-b\\n'\n",
+        "srun": '#!/bin/bash\nfor rank in 0 1; do SLURM_PROCID=$rank "$@"; done\n',
+        "accelerate": '#!/bin/bash\necho accelerate "$@"\n',
+    }
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node-[a-b]"}
+    env["SLURM_NNODES"] = "2"
+    config = "recipes/configs/pretrain/gpt2_small_openwebtext.yaml"
+    result = subprocess.run(
+        ["bash", "recipes/launch.slurm", "pretrain", config, "--max_steps", "10"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    commands = result.stdout.strip().splitlines()
+    assert len(commands) == 2
+    for rank, command in enumerate(commands):
+        assert f"--machine_rank {rank} " in command and "--main_process_ip node-a " in command
+        assert "--num_processes 16 " in command and command.endswith("--max_steps 10")
+        check_accelerate_launch(command)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -50,9 +51,27 @@ def test_gpt2_architecture_from_scratch(tmp_path):
     assert metrics["global_step"] == 5
 
 
-def test_resumed_run_matches_uninterrupted_run(tmp_path):
+CORPUS = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7} times.\n" for i in range(600))
+
+
+def test_a_corpus_file_is_read_from_its_memory_mapped_token_file(tmp_path):
+    from toolkit.pipelines.pretrain import build_parser, prepare
+
+    data = tmp_path / "corpus.txt"
+    data.write_text(CORPUS)
+    argv = ["--config", TINY, "--dataset", str(data), "--output_dir", str(tmp_path / "run")]
+    model_args, data_args, _, training_args = build_parser().parse_args_and_config(argv)
+    _, _, blocks = prepare(model_args, data_args, training_args)
+    assert isinstance(blocks["train"].stream, np.memmap) and isinstance(blocks["validation"].stream, np.memmap)
+
+
+@pytest.mark.parametrize("source", ["arithmetic", "corpus file"])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, source):
     # Logging every 3 steps does not line up with the step-10 save: the loss is logged at every save as well.
     steps = ["--max_steps", "20", "--save_steps", "10", "--eval_steps", "10", "--logging_steps", "3"]
+    if source == "corpus file":  # blocks read from the memory-mapped token file
+        (tmp_path / "corpus.txt").write_text(CORPUS)
+        steps += ["--dataset", str(tmp_path / "corpus.txt")]
     full_dir, full = run(tmp_path, *steps, name="full")
 
     resumed_dir, _ = run(tmp_path, *steps, name="resumed")

@@ -34,6 +34,7 @@ SMALL = {
     "synthetic_validation_size": 8,
     "max_train_samples": 16,
     "max_eval_samples": 8,
+    "validation_fraction": 0.1,  # the stand-in corpora are small: keep a validation block or more
     "num_pairs": 32,
     "num_prompts": 8,
     "policy_sample_problems": 4,
@@ -91,6 +92,7 @@ def local_config(config: Path, stand_in: Path, shared: Path, dests: set[str]) ->
         GPT2_ID: str(stand_in),
         "Anthropic/hh-rlhf": str(shared / "preferences/harmless-base-test.jsonl.gz"),
         "Salesforce/wikitext": str(shared / "wikitext2/wiki.valid.raw"),
+        "Skylion007/openwebtext": str(shared / "wikitext2/wiki.valid.raw"),
     }
 
     def local(value):
@@ -100,7 +102,7 @@ def local_config(config: Path, stand_in: Path, shared: Path, dests: set[str]) ->
             return str(shared / value.removeprefix("data/"))
         return substitutes.get(value, value) if isinstance(value, str) else value
 
-    if values.get("dataset") == "Salesforce/wikitext":
+    if values.get("dataset") in ("Salesforce/wikitext", "Skylion007/openwebtext"):
         values.pop("dataset_config", None)
     values = {key: local(value) for key, value in values.items()}
     if values.get("preset") in GPT2_SIZES:

@@ -32,6 +32,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .stopping import JobStopped, agreed
 
 
+def dataset_fingerprint(dataset) -> str:
+    """datasets 4.x: the fingerprint a `Dataset` carries (its source plus every transform applied, hashed); what
+    datasets' own cache names files by. Not part of its public API."""
+    return dataset._fingerprint
+
+
 def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, 2): summed next-token NLL and number of scored tokens per example; -100 labels are not scored.
 

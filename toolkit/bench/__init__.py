@@ -10,7 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..parsing import argument_parser, subcommand_usage
+from .data import DataBenchArguments, bench_data, format_data_results
 from .evaluation import EvalBenchArguments, bench_eval, format_eval_results
+from .generate import GenerateBenchArguments, bench_generate, format_generate_results
 from .memory import MemoryBenchArguments, bench_memory, format_memory_results
 from .model import ModelBenchArguments, bench_model, format_model_results
 from .ppo import PPOBenchArguments, bench_ppo, check_trl_python, format_ppo_results
@@ -18,6 +20,8 @@ from .pretrain import PretrainBenchArguments, bench_pretrain, format_pretrain_re
 
 BENCHMARKS = {
     "model": (ModelBenchArguments, bench_model, format_model_results),
+    "generate": (GenerateBenchArguments, bench_generate, format_generate_results),
+    "data": (DataBenchArguments, bench_data, format_data_results),
     "eval": (EvalBenchArguments, bench_eval, format_eval_results),
     "pretrain": (PretrainBenchArguments, bench_pretrain, format_pretrain_results),
     "memory": (MemoryBenchArguments, bench_memory, format_memory_results),

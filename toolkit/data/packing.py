@@ -1,15 +1,24 @@
 """Tokenization and packing for language modeling: documents become one flat token stream read as fixed blocks.
 
-The stream is a 1-D integer array (2 or 4 bytes a token, never Python lists). Blocks are slices of it made when an
-item is read, and the labels are the inputs themselves (the model shifts them), so no token is stored twice."""
+The stream is a 1-D integer array (2 or 4 bytes a token, never Python lists). A corpus read from files or the Hub is
+tokenized once (`datasets.map`, cached) and its stream written once to a flat token file beside datasets' cache,
+named by the tokenized data's fingerprint (corpus, tokenizer, settings) and read memory-mapped, as nanoGPT's
+`train.bin` is: memory stays flat at any corpus size, and later runs and every DDP rank reuse the file. Blocks are
+slices of the stream made when an item is read, and the labels are the inputs themselves (the model shifts them),
+so no token is stored twice."""
 
+import json
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from .._compat import dataset_fingerprint
 
 # Longer texts are tokenized in pieces: a tokenizer's working memory is ~100x the text (a 10 MB line took 3.7 GB).
 LONG_TEXT = 1 << 16  # characters
@@ -73,13 +82,48 @@ def id_dtype(vocabulary_size: int) -> type[np.integer]:
     return np.uint16 if vocabulary_size <= 2**16 else np.int32
 
 
+TOKEN_FILE_PREFIX = "tokens-"
+ROWS_PER_WRITE = 10_000
+
+
 def token_stream(tokenized: datasets.Dataset) -> np.ndarray:
-    """Every row's `input_ids` in order as one flat array, read from Arrow without building Python lists (uint16
-    when every id fits, else int32)."""
+    """Every row's `input_ids` in order as one flat array (uint16 when every id fits, else int32), never built as
+    Python lists. Rows in datasets' cache (data from files or the Hub) give the memory-mapped token file
+    (`token_file`); rows held in memory give an in-memory array."""
+    if tokenized.cache_files:
+        return token_file(tokenized)
     column = tokenized.with_format("arrow")[:].column("input_ids")
     pieces = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
     stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
     return stream.astype(id_dtype(int(stream.max()) + 1 if len(stream) else 0), copy=False)
+
+
+def token_file(tokenized: datasets.Dataset) -> np.ndarray:
+    """The stream of a cached tokenized dataset as a read-only memory map of `tokens-<fingerprint>.bin` in its cache
+    folder, written on first use in batches of rows (constant memory) and reused after; `<same>.json` records the
+    dtype and token count, and is written last, so a half-written file is never read (it is rewritten)."""
+    folder = Path(tokenized.cache_files[0]["filename"]).parent
+    path = folder / f"{TOKEN_FILE_PREFIX}{dataset_fingerprint(tokenized)}.bin"
+    meta_path = path.with_suffix(".json")
+    if not meta_path.exists():
+        value_type = tokenized.features["input_ids"].feature.dtype  # what tokenize_texts stored: uint16 or int32
+        dtype = np.dtype(np.uint16 if value_type == "uint16" else np.int32)
+        partial = path.with_suffix(f".partial-{os.getpid()}")
+        tokens = 0
+        with open(partial, "wb") as handle:
+            for batch in tokenized.with_format("arrow").iter(batch_size=ROWS_PER_WRITE):
+                ids = batch.column("input_ids").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                handle.write(ids.astype(dtype, copy=False).tobytes())
+                tokens += len(ids)
+        os.replace(partial, path)
+        meta = {"dtype": dtype.name, "tokens": tokens, "rows": len(tokenized), "fingerprint": path.stem}
+        meta_partial = meta_path.with_suffix(f".partial-{os.getpid()}")
+        meta_partial.write_text(json.dumps(meta))
+        os.replace(meta_partial, meta_path)
+    meta = json.loads(meta_path.read_text())
+    if meta["tokens"] == 0:
+        return np.zeros(0, dtype=meta["dtype"])
+    return np.memmap(path, dtype=meta["dtype"], mode="r", shape=(meta["tokens"],))
 
 
 class TokenBlocks(torch.utils.data.Dataset):
