@@ -51,14 +51,21 @@ def test_trl_script_never_imports_toolkit():
 
 
 @pytest.mark.slow
-def test_gpt2_small_rows_compare_lora_with_full_memory():
+def test_gpt2_small_rows_compare_allocator_settings_and_lora_with_full_memory():
     results = bench_ppo(PPOBenchArguments(trials=1, steps=1, gpt2_small_steps=1, threads=1))
     rows = results["gpt2_small"]["rows"]
-    assert [(row["policy"], row["value"]) for row in rows] == [
-        ("full", "value model"),
-        ("full", "value head"),
-        ("LoRA r=8", "value head"),
+    assert [(row["policy"], row["value"], row["reuse_freed_memory"]) for row in rows] == [
+        ("full", "value model", False),
+        ("full", "value model", True),
+        ("full", "value head", True),
+        ("LoRA r=8", "value head", True),
     ]
     assert all(row["episodes_per_s"] > 0 for row in rows)
+    phases = rows[0]["phase_seconds"]
+    names = ("generation", "policy_and_value", "reference", "reward", "update")
+    assert set(phases) == {f"time/{name}" for name in names}
+    assert 0 < sum(phases.values()) <= sum(rows[0]["step_seconds"])
     # LoRA drops the reference copy, the policy's gradients and its AdamW state: well under the full policy's peak.
     assert results["gpt2_small"]["ratio_lora_vs_full_peak_memory"] < 0.8
+    printed = bench.format_ppo_results(results)
+    assert "ours with / without reuse_freed_memory" in printed and "update" in printed

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -43,6 +44,18 @@ class PPOBenchArguments:
         default=False, metadata={"help": "Skip the GPT-2-small-shape runs (minutes on CPU)."}
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank of the LoRA policy (on c_attn)."})
+    long_prompts: str | None = field(
+        default=None,
+        metadata={
+            "help": "A preference-pair file (prompt/chosen/rejected or hh-rlhf's chosen/rejected JSONL(.gz)): also "
+            "profile our trainer at the GPT-2-small shape on its prompts, with and without reuse_freed_memory "
+            "(several minutes a step on CPU)."
+        },
+    )
+    long_prompt_tokens: int = field(
+        default=400, metadata={"help": "With --long_prompts: longest prompt kept, in (character) tokens."}
+    )
+    long_new_tokens: int = field(default=53, metadata={"help": "With --long_prompts: sampled tokens per prompt."})
     trl_python: str | None = field(
         default=None,
         metadata={
@@ -108,23 +121,35 @@ def our_ppo_run(spec: dict) -> dict:
             disable_tqdm=True,
             report_to="none",
             use_cpu=True,
+            reuse_freed_memory=spec.get("reuse_freed_memory", True),
         )
         trainer = PPOTrainer(
             config, policy, tokenizer, spec["prompts"], reward_model=reward_model, value_model=value_model
         )
-        step_seconds = [time_call(trainer.step) for _ in range(steps)]
-    return {"step_seconds": step_seconds[spec["warmup_steps"] :], **meter.read()}
+        step_seconds, phases = [], []
+        for _ in range(steps):
+            step_seconds.append(time_call(trainer.step))
+            phases.append({key: value for key, value in trainer.state.history[-1].items() if key.startswith("time/")})
+    timed = phases[spec["warmup_steps"] :]
+    phase_seconds = {key: statistics.mean(step[key] for step in timed) for key in timed[0]}
+    return {"step_seconds": step_seconds[spec["warmup_steps"] :], "phase_seconds": phase_seconds, **meter.read()}
 
 
-def trl_ppo_run(spec: dict, trl_python: str) -> dict:
-    """TRL's PPOTrainer on `spec`, in `trl_python`'s venv (bench/trl_ppo.py, which never imports toolkit)."""
+# The environment form of toolkit._compat.reuse_freed_memory, for a process that does not set it itself.
+REUSE_FREED_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
+
+
+def trl_ppo_run(spec: dict, trl_python: str, reuse_freed_memory: bool = False) -> dict:
+    """TRL's PPOTrainer on `spec`, in `trl_python`'s venv (bench/trl_ppo.py, which never imports toolkit); with
+    `reuse_freed_memory`, under the same glibc allocator settings our CPU runs use."""
     with tempfile.TemporaryDirectory() as folder:
         spec_path, result_path = Path(folder, "spec.json"), Path(folder, "result.json")
         spec_path.write_text(json.dumps(spec))
         script = Path(__file__).with_name("trl_ppo.py")
         # -I: the script's folder (toolkit/) must not shadow top-level modules such as `data` or `models`.
         command = [trl_python, "-I", str(script), str(spec_path), str(result_path)]
-        finished = subprocess.run(command, capture_output=True, text=True)
+        env = {**os.environ, **(REUSE_FREED_MEMORY_ENV if reuse_freed_memory else {})}
+        finished = subprocess.run(command, capture_output=True, text=True, env=env)
         if finished.returncode != 0:
             raise RuntimeError(f"TRL's PPO run failed ({' '.join(command)}):\n{finished.stderr[-3000:]}")
         return json.loads(result_path.read_text())
@@ -206,13 +231,17 @@ def bench_ppo(args: PPOBenchArguments) -> dict:
             results["trl_skipped"] = f"TRL column skipped: no --trl_python. {TRL_SETUP}"
         if not args.skip_gpt2_small:
             results["gpt2_small"] = bench_ppo_gpt2_small(args, tiny)
+        if args.long_prompts:
+            small = {**tiny, "model_config": {**tiny["model_config"], **GPT2_SMALL_SHAPE, "n_positions": 1024}}
+            results["long_prompts"] = long_prompt_profile(args, small)
     return results
 
 
 def bench_ppo_gpt2_small(args: PPOBenchArguments, tiny: dict) -> dict:
     """At the GPT-2-small shape (vocabulary 50257; the prompts still use the character tokenizer's ids): the tiny
-    config's setup, then a full policy with its frozen copy vs LoRA with the adapter-disabled reference, both with
-    the value head so that only the policy side differs."""
+    config's setup for ours with and without reuse_freed_memory and for TRL (as it ships, and under the same allocator
+    settings), then ours with the value head, full policy with its frozen copy vs LoRA with the adapter-disabled
+    reference (only the policy side differs)."""
     small = {
         **tiny,
         "model_config": {**tiny["model_config"], **GPT2_SMALL_SHAPE, "n_positions": 1024},
@@ -220,24 +249,84 @@ def bench_ppo_gpt2_small(args: PPOBenchArguments, tiny: dict) -> dict:
         "lora_r": args.lora_r,
     }
 
-    def measure(policy: str, value: str) -> dict:
-        run = in_fresh_process(our_ppo_run, {**small, "policy": policy, "value": value})
+    def row(run: dict, trainer: str, policy: str, value: str, reuse: bool) -> dict:
         return {
+            "trainer": trainer,
             "policy": "full" if policy == "full" else f"LoRA r={args.lora_r}",
             "reference": "separate frozen copy" if policy == "full" else "policy with the adapter disabled",
             "value": value,
+            "reuse_freed_memory": reuse,
             "episodes_per_s": episodes_per_second(run, args.batch_size),
             "peak_memory_mib": run["peak_memory_mib"],
             "memory_growth_mib": run["memory_growth_mib"],
             "step_seconds": run["step_seconds"],
+            "phase_seconds": run.get("phase_seconds"),
         }
 
-    as_tiny = measure("full", "value model")
-    full, lora = measure("full", "value head"), measure("lora", "value head")
+    def ours(policy: str, value: str, reuse: bool = True) -> dict:
+        run = in_fresh_process(our_ppo_run, {**small, "policy": policy, "value": value, "reuse_freed_memory": reuse})
+        return row(run, "ours", policy, value, reuse)
+
+    before, after = ours("full", "value model", reuse=False), ours("full", "value model")
+    rows = [before, after]
+    results = {"ratio_reuse_vs_not": after["episodes_per_s"] / before["episodes_per_s"]}
+    if args.trl_python:
+        for reuse in (False, True):
+            run = trl_ppo_run({**small, "policy": "full", "value": "value model"}, args.trl_python, reuse)
+            rows.append(row(run, f"TRL {run['trl_version']}", "full", "value model", reuse))
+        results["ratio_ours_vs_trl"] = after["episodes_per_s"] / rows[2]["episodes_per_s"]
+        results["ratio_ours_vs_trl_same_allocator"] = after["episodes_per_s"] / rows[3]["episodes_per_s"]
+    full, lora = ours("full", "value head"), ours("lora", "value head")
+    rows += [full, lora]
+    results["ratio_lora_vs_full_peak_memory"] = lora["peak_memory_mib"] / full["peak_memory_mib"]
+    return {"rows": rows, **results}
+
+
+def long_prompt_profile(args: PPOBenchArguments, small: dict) -> dict:
+    """Our trainer at the GPT-2-small shape on long prompts (a preference file's), with and without
+    reuse_freed_memory: episodes/s, peak memory and each phase's seconds per step."""
+    from ..rlhf.preferences import load_preference_pairs
+    from ..tokenization import build_char_tokenizer
+
+    pairs = load_preference_pairs(args.long_prompts, None, explicit_prompt=True)
+    prompts = [prompt[-args.long_prompt_tokens :] for prompt in pairs["prompt"] if prompt][: 4 * args.batch_size]
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        build_char_tokenizer(prompts, padding_side="left").save_pretrained(tokenizer_dir)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        vocabulary = dict(bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+        spec = {
+            **small,
+            "tokenizer_dir": tokenizer_dir,
+            "prompts": prompts,
+            "model_config": {**small["model_config"], **vocabulary},
+            "new_tokens": args.long_new_tokens,
+            "steps": 1,
+            "policy": "full",
+            "value": "value model",
+        }
+        runs = {reuse: in_fresh_process(our_ppo_run, {**spec, "reuse_freed_memory": reuse}) for reuse in (False, True)}
+    lengths = sorted(len(prompt) for prompt in prompts)
     return {
-        "rows": [as_tiny, full, lora],
-        "ratio_lora_vs_full_peak_memory": lora["peak_memory_mib"] / full["peak_memory_mib"],
+        "setup": f"{len(prompts)} prompts from {args.long_prompts}, their last <= {args.long_prompt_tokens} "
+        f"characters (median {lengths[len(lengths) // 2]}, longest {lengths[-1]} tokens), "
+        f"{args.long_new_tokens} new tokens",
+        "rows": [
+            {
+                "reuse_freed_memory": reuse,
+                "episodes_per_s": episodes_per_second(run, args.batch_size),
+                "peak_memory_mib": run["peak_memory_mib"],
+                "phase_seconds": run["phase_seconds"],
+                "step_seconds": run["step_seconds"],
+            }
+            for reuse, run in runs.items()
+        ],
     }
+
+
+def phase_shares(phase_seconds: dict, step_seconds: list[float]) -> str:
+    step = statistics.mean(step_seconds)
+    shares = [f"{key.removeprefix('time/')} {seconds / step:.0%}" for key, seconds in phase_seconds.items()]
+    return ", ".join(shares + [f"other {1 - sum(phase_seconds.values()) / step:.0%}"])
 
 
 def format_ppo_results(results: dict) -> str:
@@ -261,16 +350,36 @@ def format_ppo_results(results: dict) -> str:
         small = results["gpt2_small"]
         lines += [
             "",
-            f"| GPT-2-small shape: policy | reference | value | episodes/s | {results['memory_measure']} (MiB) "
-            "| growth over start (MiB) |",
-            "|---|---|---|---|---|---|",
+            f"| GPT-2-small shape: trainer | policy | reference | value | reuse_freed_memory | episodes/s "
+            f"| {results['memory_measure']} (MiB) | growth over start (MiB) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in small["rows"]:
             lines.append(
-                f"| {row['policy']} | {row['reference']} | {row['value']} | {row['episodes_per_s']:.3f} "
-                f"| {row['peak_memory_mib']:,.0f} | {row['memory_growth_mib']:,.0f} |"
+                f"| {row['trainer']} | {row['policy']} | {row['reference']} | {row['value']} "
+                f"| {row['reuse_freed_memory']} | {row['episodes_per_s']:.3f} | {row['peak_memory_mib']:,.0f} "
+                f"| {row['memory_growth_mib']:,.0f} |"
+            )
+        lines.append(f"\nours with / without reuse_freed_memory: {small['ratio_reuse_vs_not']:.2f}x")
+        if "ratio_ours_vs_trl" in small:
+            lines.append(
+                f"ours / TRL episodes/s: {small['ratio_ours_vs_trl']:.2f}x (TRL as it ships), "
+                f"{small['ratio_ours_vs_trl_same_allocator']:.2f}x (TRL under the same allocator settings)"
             )
         lines.append(
-            f"\nLoRA peak / full peak (both with the value head): {small['ratio_lora_vs_full_peak_memory']:.2f}"
+            f"LoRA peak / full peak (both with the value head): {small['ratio_lora_vs_full_peak_memory']:.2f}"
         )
+        lines.append("\nTime per step, ours (value model rows):")
+        for row in small["rows"]:
+            if row["phase_seconds"] and row["value"] == "value model":
+                shares = phase_shares(row["phase_seconds"], row["step_seconds"])
+                lines.append(f"- reuse_freed_memory {row['reuse_freed_memory']}: {shares}")
+    if "long_prompts" in results:
+        long = results["long_prompts"]
+        lines += ["", f"Long prompts at the GPT-2-small shape: {long['setup']}"]
+        for row in long["rows"]:
+            lines.append(
+                f"- reuse_freed_memory {row['reuse_freed_memory']}: {row['episodes_per_s']:.4f} episodes/s, peak "
+                f"{row['peak_memory_mib']:,.0f} MiB; {phase_shares(row['phase_seconds'], row['step_seconds'])}"
+            )
     return "\n".join(lines)

@@ -82,6 +82,14 @@ class PPOConfig(TrainingArguments):
     vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
     sample_steps: int = field(default=10, metadata={"help": "Print a table of sample generations every N steps."})
     num_samples_to_print: int = field(default=4, metadata={"help": "Rows in the sample table."})
+    reuse_freed_memory: bool = field(
+        default=True,
+        metadata={
+            "help": "On CPU (Linux, glibc): keep the memory a step frees for the next step instead of returning it to "
+            "the OS, which otherwise faults it in again page by page (toolkit._compat.reuse_freed_memory; "
+            "process-wide)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()

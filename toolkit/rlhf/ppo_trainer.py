@@ -41,7 +41,7 @@ from transformers import (
 )
 
 from .. import stopping
-from .._compat import CallbackHandler, get_reporting_integration_callbacks
+from .._compat import CallbackHandler, get_reporting_integration_callbacks, reuse_freed_memory
 from ..loading import model_context_length
 from ..plotting import plot_ppo_curves
 from ..runs import (
@@ -168,6 +168,8 @@ class PPOTrainer:
                 "PPOTrainer accumulates gradients itself (config.gradient_accumulation_steps); create the "
                 "Accelerator with gradient_accumulation_steps=1."
             )
+        if config.reuse_freed_memory and self.accelerator.device.type == "cpu":
+            reuse_freed_memory()
         set_seed(config.seed + self.accelerator.process_index)  # each process samples different responses
 
         if peft_config is not None:
@@ -238,6 +240,7 @@ class PPOTrainer:
         )
         self.output_dir = Path(config.output_dir)
         self.last_rollout: Rollout | None = None
+        self.phase_seconds: dict[str, float] = {}  # this step's seconds per phase: generation, passes, update
         self._prompt_orders: dict[int, list[int]] = {}  # the prompt order of the current pass over the data
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -319,6 +322,16 @@ class PPOTrainer:
     # ----------------------------------------------------------------------------------------------------------------
     # Rollouts
 
+    @contextmanager
+    def _timed(self, phase: str):
+        """Add the wall time of the block to this step's `phase_seconds[phase]` (the `time/...` metrics). Host time:
+        on a GPU it includes only the kernels the block waits for."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + time.perf_counter() - start
+
     def decode_responses(self, responses: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
         return [
             self.tokenizer.decode(row[mask.bool()].tolist(), skip_special_tokens=True)
@@ -361,9 +374,10 @@ class PPOTrainer:
         queries, query_mask = (tensor.to(device) for tensor in left_pad(prompt_ids, self.tokenizer.pad_token_id))
         query_length = queries.shape[1]
 
-        generated = model.policy.generate(
-            input_ids=queries, attention_mask=query_mask, generation_config=self.generation_config
-        )
+        with self._timed("generation"):
+            generated = model.policy.generate(
+                input_ids=queries, attention_mask=query_mask, generation_config=self.generation_config
+            )
         responses, response_mask, has_eos = truncate_after_eos(
             generated[:, query_length:], self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         )
@@ -375,14 +389,16 @@ class PPOTrainer:
         temperature = self.config.temperature
         for start in range(0, len(prompt_indices), chunk):
             rows = slice(start, start + chunk)
-            logits, chunk_values = model(input_ids[rows], attention_mask[rows], query_length)
-            logprobs.append(logprobs_from_logits(logits / temperature, responses[rows]))
-            values.append(chunk_values)
-            with self.reference() as reference:
+            with self._timed("policy_and_value"):
+                logits, chunk_values = model(input_ids[rows], attention_mask[rows], query_length)
+                logprobs.append(logprobs_from_logits(logits / temperature, responses[rows]))
+                values.append(chunk_values)
+            with self._timed("reference"), self.reference() as reference:
                 ref_logprobs.append(
                     response_logprobs(reference, input_ids[rows], attention_mask[rows], query_length, temperature)
                 )
-        scores = self.score_responses(prompt_indices, queries, query_mask, responses, response_mask, has_eos)
+        with self._timed("reward"):
+            scores = self.score_responses(prompt_indices, queries, query_mask, responses, response_mask, has_eos)
         mask = response_mask.float()
         return Rollout(
             prompt_indices=list(prompt_indices),
@@ -454,6 +470,7 @@ class PPOTrainer:
         """One PPO step: rollout, rewards and advantages, PPO epochs. Returns this step's metrics."""
         config = self.config
         started = time.perf_counter()
+        self.phase_seconds = {}
         rollout = self.rollout(self.prompt_indices(self.state.step))
         with torch.no_grad():
             mask = rollout.response_mask.float()
@@ -465,7 +482,8 @@ class PPOTrainer:
             advantages, returns = compute_gae(rewards, rollout.values, mask, config.gamma, config.lam)
             advantages = masked_whiten(advantages, mask)
         learning_rate = self.scheduler.get_last_lr()[0]
-        statistics = self._optimise(rollout, advantages, returns)
+        with self._timed("update"):
+            statistics = self._optimise(rollout, advantages, returns)
         self.scheduler.step()
 
         # Metrics over all processes: gather per example (or per equal-sized micro-batch), then average.
@@ -498,6 +516,7 @@ class PPOTrainer:
             "rollout/eos_fraction": eos.mean().item(),
             "lr": learning_rate,
             "episodes_per_second": self.global_batch_size / (time.perf_counter() - started),
+            **{f"time/{phase}": seconds for phase, seconds in self.phase_seconds.items()},
         }
         self.state.history.append(metrics)
         self.last_rollout = rollout
