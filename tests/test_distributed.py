@@ -1,5 +1,6 @@
 """accelerate_configs/ and a real 2-process run (DDP over gloo on CPU) against a 1-process run."""
 
+import collections
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate.commands.config.config_args import load_config_from_file
@@ -154,3 +156,60 @@ def environment(pid: int) -> dict[str, str]:
     except OSError:
         return {}
     return dict(pair.decode(errors="replace").split("=", 1) for pair in pairs if b"=" in pair)
+
+
+BLOCKS_EACH_RANK_READS = """
+import json, sys
+from pathlib import Path
+
+from accelerate import PartialState
+from transformers import default_data_collator
+
+from toolkit.pipelines import pretrain
+from toolkit.training.trainer import ToolkitTrainer
+
+model_args, data_args, run_args, training_args = pretrain.build_parser().parse_args_and_config(sys.argv[1:])
+tokenizer, model, blocks = pretrain.prepare(model_args, data_args, training_args)
+train = blocks["train"]
+trainer = ToolkitTrainer(
+    model=model,
+    args=training_args,
+    train_dataset=train,
+    eval_dataset=blocks["validation"],
+    data_collator=default_data_collator,
+)
+index_of = {tuple(train[i]["input_ids"].tolist()): i for i in range(len(train))}
+read = [index_of[tuple(row.tolist())] for batch in trainer.get_train_dataloader() for row in batch["input_ids"]]
+rank = PartialState().process_index
+Path(training_args.output_dir, f"rank{rank}.json").write_text(json.dumps({"read": read, "blocks": len(train)}))
+"""
+
+
+def test_two_ddp_ranks_read_disjoint_blocks_of_the_token_file(tmp_path):
+    """The pretraining pipeline's own data and Trainer under the documented 2-process launch: one epoch of the
+    memory-mapped blocks is split between the ranks, each block read by exactly one of them."""
+    random = np.random.default_rng(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(random.choice(list("abcdefghij \n"), size=20_000)))  # no two blocks alike
+    script = tmp_path / "blocks_each_rank_reads.py"
+    script.write_text(BLOCKS_EACH_RANK_READS)
+    output_dir = tmp_path / "ddp"
+    output_dir.mkdir()
+    arguments = ["--config", str(REPO / "recipes/configs/pretrain/tiny_cpu.yaml"), "--dataset", str(corpus)]
+    arguments += ["--output_dir", str(output_dir), "--per_device_train_batch_size", "4", "--use_cpu", "true"]
+    config = str(REPO / "accelerate_configs/multi_gpu.yaml")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*launch, str(script), *arguments], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    ranks = [json.loads((output_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    blocks = ranks[0]["blocks"]
+    assert blocks == ranks[1]["blocks"] > 100
+    first, second = ranks[0]["read"], ranks[1]["read"]
+    assert len(first) == len(second) == -(-blocks // 8) * 4  # 4 rows per rank and step, the last step filled up
+    reads = collections.Counter(first + second)
+    assert set(reads) == set(range(blocks))
+    # Accelerate fills the last global batch by reading its first blocks again; every other block is read by
+    # exactly one rank, once.
+    assert sorted(reads.values()) == [1] * (2 * blocks - len(first + second)) + [2] * (len(first + second) - blocks)
