@@ -1,6 +1,6 @@
 """The `toolkit` console script, the one front door: `toolkit <command> [--flag value ...]`.
 
-The jobs (pretrain, sft, reward, ppo, eval, push, demo) run the same `main(argv)` as `recipes/<job>.py`; each
+The jobs (pretrain, sft, reward, ppo, dpo, eval, push, demo) run the same `main(argv)` as `recipes/<job>.py`; each
 command parses its own dataclass arguments with `trl.TrlParser`, so `--config file.yaml` works everywhere.
 """
 
@@ -13,6 +13,7 @@ COMMANDS = {
     "sft": ("toolkit.pipelines.sft", "fine-tune a causal LM: full, LoRA or prompt tuning"),
     "reward": ("toolkit.pipelines.reward", "train a reward model on preference pairs"),
     "ppo": ("toolkit.pipelines.ppo", "PPO RLHF with a reward model or the exact-match reward"),
+    "dpo": ("toolkit.pipelines.dpo", "DPO on preference pairs (no reward model)"),
     "eval": ("toolkit.pipelines.eval", "evaluate model folders on perplexity / GSM8K / BLEU tasks"),
     "push": ("toolkit.pipelines.push", "upload a run folder to the Hub with a model card"),
     "demo": ("toolkit.pipelines.demo", "the whole pipeline on built-in data, on CPU, in minutes (report.md)"),

@@ -43,7 +43,7 @@ MERGED_DIR = "merged"
 HUB_UPLOAD_DIR = "hub-upload"
 CHECKPOINT_PREFIX = PREFIX_CHECKPOINT_DIR  # "checkpoint": folders checkpoint-<step>
 
-JOBS = ("pretrain", "sft", "reward", "ppo", "eval")
+JOBS = ("pretrain", "sft", "reward", "ppo", "dpo", "eval")
 METHODS = ("full", "lora", "prompt_tuning")
 STATUSES = ("running", "stopped", "finished", "failed")
 # Files that mean a folder already holds a run.

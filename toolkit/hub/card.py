@@ -33,6 +33,7 @@ METHOD_DESCRIPTIONS = {
     "lora": "LoRA fine-tuning (an adapter)",
     "prompt_tuning": "soft prompt tuning (an adapter)",
     "ppo": "PPO reinforcement learning from a reward",
+    "dpo": "DPO (direct preference optimisation on chosen/rejected pairs)",
     "reward": "reward modeling (a scalar score per sequence)",
     UNRECORDED: "a method the folder does not record (pass --method to name it)",
 }

@@ -1,12 +1,19 @@
-"""What every pipeline does around its job: record the run in its folder, push it when it is done, and turn a stop
-request into the exit status a scheduler reads."""
+"""What every pipeline does around its job: record the run in its folder, push it when it is done, turn a stop
+request into the exit status a scheduler reads, and load the SFT model an alignment job starts from."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from ..runs import RunRecord, end_run, start_run
+from accelerate import PartialState
+from peft import PeftModel
+from transformers import PreTrainedModel
+
+from ..adapters import apply_lora, merge_adapter
+from ..loading import load_causal_lm, load_tokenizer
+from ..runs import SFT_MERGED_DIR, RunRecord, end_run, start_run
 from ..stopping import JobStopped
-from ..training.arguments import RunArguments
+from ..training.arguments import AdapterArguments, RunArguments
 
 
 @contextmanager
@@ -53,3 +60,24 @@ def push_finished_run(run_args: RunArguments, output_dir: str, main_process: boo
     from ..hub import push_folder
 
     push_folder(output_dir, run_args.push_repo_id, private=run_args.push_private, dry_run=run_args.push_dry_run)
+
+
+def load_sft_policy(name_or_path: str, adapter_args: AdapterArguments, output_dir: str, job: str) -> PreTrainedModel:
+    """The SFT model an alignment job (PPO, DPO) trains, wrapped in a fresh LoRA when method=lora: the reference is
+    then the same weights with the adapter disabled, with no second copy in memory. An SFT LoRA adapter is merged
+    first and the merged model saved in output_dir/sft-merged, which the new adapter then names as its base (so it
+    loads on the right weights)."""
+    policy = load_causal_lm(name_or_path, device="cpu")
+    if isinstance(policy, PeftModel):
+        policy = merge_adapter(policy)
+        merged_dir = Path(output_dir) / SFT_MERGED_DIR
+        if PartialState().is_main_process:
+            policy.save_pretrained(merged_dir)
+            load_tokenizer(name_or_path).save_pretrained(merged_dir)
+        policy.name_or_path = str(merged_dir)
+    if adapter_args.method == "lora":
+        # Dropout stays off: log-probs must match between the policy and its reference (and rollout and update).
+        policy = apply_lora(policy, **{**adapter_args.lora_options(), "dropout": 0.0})
+    elif adapter_args.method != "full":
+        raise ValueError(f"{job} trains the policy with --method full or lora, not {adapter_args.method!r}.")
+    return policy.train()

@@ -13,22 +13,21 @@ from pathlib import Path
 
 import datasets
 from accelerate import PartialState
-from peft import PeftModel
-from transformers import PreTrainedModel, set_seed
+from transformers import set_seed
 from trl import TrlParser
 
-from ..adapters import apply_lora, describe_parameters, merge_adapter
+from ..adapters import describe_parameters
 from ..data import SYNTHETIC_NAME
-from ..loading import load_causal_lm, load_tokenizer, model_context_length
+from ..loading import load_tokenizer, model_context_length
 from ..parsing import argument_parser
 from ..rlhf import PPOConfig, PPOTrainer
 from ..rlhf.preferences import load_preference_pairs
 from ..rlhf.reward import load_reward_model
 from ..rlhf.rewards import REWARD_FUNCTIONS
-from ..runs import METRICS_FILE, SFT_MERGED_DIR, prepare_output_dir
+from ..runs import METRICS_FILE, prepare_output_dir
 from ..tasks.arithmetic import format_prompt, make_arithmetic_dataset
 from ..training import AdapterArguments, RunArguments
-from .common import exit_on_stop, push_finished_run, recorded_run
+from .common import exit_on_stop, load_sft_policy, push_finished_run, recorded_run
 
 
 @dataclass
@@ -79,26 +78,6 @@ def build_parser() -> TrlParser:
     return argument_parser((PPOScriptArguments, AdapterArguments, RunArguments, PPOConfig), "ppo")
 
 
-def load_policy(args: PPOScriptArguments, adapter_args: AdapterArguments, output_dir: str) -> PreTrainedModel:
-    """The SFT model, wrapped in a fresh LoRA when method=lora: the reference is then the same weights with the
-    adapter disabled, with no second copy in memory. An SFT LoRA adapter is merged first and the merged model saved
-    in output_dir/sft-merged, which the PPO adapter then names as its base (so it loads on the right weights)."""
-    policy = load_causal_lm(args.policy_name_or_path, device="cpu")
-    if isinstance(policy, PeftModel):
-        policy = merge_adapter(policy)
-        merged_dir = Path(output_dir) / SFT_MERGED_DIR
-        if PartialState().is_main_process:
-            policy.save_pretrained(merged_dir)
-            load_tokenizer(args.policy_name_or_path).save_pretrained(merged_dir)
-        policy.name_or_path = str(merged_dir)
-    if adapter_args.method == "lora":
-        # Dropout stays off in RLHF: log-probs must match between rollout and update.
-        policy = apply_lora(policy, **{**adapter_args.lora_options(), "dropout": 0.0})
-    elif adapter_args.method != "full":
-        raise ValueError(f"PPO trains the policy with --method full or lora, not {adapter_args.method!r}.")
-    return policy.train()
-
-
 def run(
     args: PPOScriptArguments, adapter_args: AdapterArguments, run_args: RunArguments, config: PPOConfig
 ) -> list[dict]:
@@ -117,7 +96,7 @@ def run(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    policy = load_policy(args, adapter_args, config.output_dir)
+    policy = load_sft_policy(args.policy_name_or_path, adapter_args, config.output_dir, "PPO")
     if args.reward == "model":
         if args.reward_model_name_or_path is None:
             raise ValueError("--reward model needs --reward_model_name_or_path (a folder written by reward.py).")

@@ -9,18 +9,15 @@ RewardTrainer -> train -> held-out pairwise accuracy -> save (model, curves, met
 
 from dataclasses import dataclass, field
 
-import datasets
 from transformers import set_seed
 from trl import RewardConfig, TrlParser
 
 from ..adapters import apply_lora, describe_parameters
-from ..data import SYNTHETIC_NAME
 from ..loading import load_tokenizer
 from ..parsing import argument_parser
-from ..rlhf.preferences import arithmetic_policy_pairs, load_preference_pairs
+from ..rlhf.preferences import PreferenceDataArguments, load_preference_splits
 from ..rlhf.reward import evaluate_reward_model, make_reward_trainer, reward_model_from_causal_lm
 from ..runs import prepare_output_dir
-from ..tasks.arithmetic import arithmetic_preference_pairs
 from ..training import AdapterArguments, RunArguments, train_and_save
 from .common import exit_on_stop, push_finished_run, recorded_run
 
@@ -31,71 +28,6 @@ class RewardModelArguments:
         default="outputs/pretrain-tiny",
         metadata={"help": "The causal LM the reward model starts from (its backbone; the score head is new)."},
     )
-
-
-@dataclass
-class PreferenceDataArguments:
-    dataset: str = field(
-        default=SYNTHETIC_NAME,
-        metadata={
-            "help": "Preference pairs: a JSONL(.gz) file with chosen/rejected (hh-rlhf style, optional prompt), a Hub "
-            "dataset id, or 'arithmetic' (correct vs corrupted solutions of the built-in problems)."
-        },
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    explicit_prompt: bool = field(
-        default=False, metadata={"help": "Split hh-rlhf dialogues into the shared prompt and the two replies."}
-    )
-    num_pairs: int = field(default=2000, metadata={"help": "'arithmetic': number of training pairs."})
-    synthetic_difficulty: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
-    policy_samples_from: str | None = field(
-        default=None,
-        metadata={
-            "help": "'arithmetic': also pair the answers this policy (a model or adapter folder) samples itself: "
-            "each wrong answer is rejected against a right one to the same question (exact match judges), so the "
-            "reward model learns the mistakes PPO will make."
-        },
-    )
-    policy_sample_problems: int = field(default=2000, metadata={"help": "Problems the policy answers."})
-    policy_samples_per_problem: int = field(default=4, metadata={"help": "Answers sampled per problem."})
-    policy_sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of those answers."})
-    validation_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for evaluation."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training pairs."})
-
-
-def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets.DatasetDict:
-    """Training and held-out preference pairs. The pairs and the held-out share are fixed (the arithmetic task's
-    fixed draw, a seed-0 split), so a run's training `seed` changes only how the policy's answers are sampled."""
-    if args.policy_samples_from is not None and args.dataset != SYNTHETIC_NAME:
-        raise ValueError(
-            f"--policy_samples_from needs --dataset {SYNTHETIC_NAME} (its answers are judged by exact match); "
-            f"got --dataset {args.dataset}."
-        )
-    if args.dataset == SYNTHETIC_NAME:
-        difficulty = tuple(args.synthetic_difficulty)
-        pairs = arithmetic_preference_pairs(args.num_pairs, "train", difficulty)
-        if args.policy_samples_from is not None:
-            sampled = arithmetic_policy_pairs(
-                args.policy_samples_from,
-                args.policy_sample_problems,
-                difficulty,
-                seed=seed,
-                num_samples=args.policy_samples_per_problem,
-                temperature=args.policy_sample_temperature,
-                skip_problems=args.num_pairs,
-            )
-            print(f"{len(sampled)} pairs from {args.policy_samples_from}'s own answers, {len(pairs)} corrupted ones")
-            pairs = datasets.concatenate_datasets([pairs.remove_columns("final_answer"), sampled])
-    else:
-        pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=args.explicit_prompt)
-    held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=0)
-    train = held_out["train"]
-    # Capped after the split, so the held-out pairs are the same with or without the cap.
-    if args.max_train_samples is not None:
-        train = train.select(range(min(len(train), args.max_train_samples)))
-    return datasets.DatasetDict(train=train, validation=held_out["test"])
 
 
 def build_parser() -> TrlParser:

@@ -5,14 +5,21 @@ import gzip
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import torch
 
-from ..data import load_raw
+from ..data import SYNTHETIC_NAME, load_raw
 from ..generation import ModelOrPath, TokenizerOrPath, generate_completions
-from ..tasks.arithmetic import DIFFICULTIES, format_prompt, make_arithmetic_dataset, verify
+from ..tasks.arithmetic import (
+    DIFFICULTIES,
+    arithmetic_preference_pairs,
+    format_prompt,
+    make_arithmetic_dataset,
+    verify,
+)
 
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
 
@@ -232,7 +239,74 @@ def arithmetic_policy_pairs(
     return arithmetic_pairs_from_samples(problems, completions, seed)
 
 
+@dataclass
+class PreferenceDataArguments:
+    dataset: str = field(
+        default=SYNTHETIC_NAME,
+        metadata={
+            "help": "Preference pairs: a JSONL(.gz) file with chosen/rejected (hh-rlhf style, optional prompt), a Hub "
+            "dataset id, or 'arithmetic' (correct vs corrupted solutions of the built-in problems)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    explicit_prompt: bool = field(
+        default=False, metadata={"help": "Split hh-rlhf dialogues into the shared prompt and the two replies."}
+    )
+    num_pairs: int = field(default=2000, metadata={"help": "'arithmetic': number of training pairs."})
+    synthetic_difficulty: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
+    )
+    policy_samples_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "'arithmetic': also pair the answers this policy (a model or adapter folder) samples itself: "
+            "each wrong answer is rejected against a right one to the same question (exact match judges), so the "
+            "reward model learns the mistakes PPO will make."
+        },
+    )
+    policy_sample_problems: int = field(default=2000, metadata={"help": "Problems the policy answers."})
+    policy_samples_per_problem: int = field(default=4, metadata={"help": "Answers sampled per problem."})
+    policy_sample_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of those answers."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for evaluation."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training pairs."})
+
+
+def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets.DatasetDict:
+    """Training and held-out preference pairs. The pairs and the held-out share are fixed (the arithmetic task's
+    fixed draw, a seed-0 split), so a run's training `seed` changes only how the policy's answers are sampled."""
+    if args.policy_samples_from is not None and args.dataset != SYNTHETIC_NAME:
+        raise ValueError(
+            f"--policy_samples_from needs --dataset {SYNTHETIC_NAME} (its answers are judged by exact match); "
+            f"got --dataset {args.dataset}."
+        )
+    if args.dataset == SYNTHETIC_NAME:
+        difficulty = tuple(args.synthetic_difficulty)
+        pairs = arithmetic_preference_pairs(args.num_pairs, "train", difficulty)
+        if args.policy_samples_from is not None:
+            sampled = arithmetic_policy_pairs(
+                args.policy_samples_from,
+                args.policy_sample_problems,
+                difficulty,
+                seed=seed,
+                num_samples=args.policy_samples_per_problem,
+                temperature=args.policy_sample_temperature,
+                skip_problems=args.num_pairs,
+            )
+            print(f"{len(sampled)} pairs from {args.policy_samples_from}'s own answers, {len(pairs)} corrupted ones")
+            pairs = datasets.concatenate_datasets([pairs.remove_columns("final_answer"), sampled])
+    else:
+        pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=args.explicit_prompt)
+    held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=0)
+    train = held_out["train"]
+    # Capped after the split, so the held-out pairs are the same with or without the cap.
+    if args.max_train_samples is not None:
+        train = train.select(range(min(len(train), args.max_train_samples)))
+    return datasets.DatasetDict(train=train, validation=held_out["test"])
+
+
 __all__ = [
+    "PreferenceDataArguments",
+    "load_preference_splits",
     "HH_ASSISTANT_MARKER",
     "arithmetic_pairs_from_samples",
     "arithmetic_policy_pairs",
