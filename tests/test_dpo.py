@@ -2,10 +2,11 @@
 held-out preference accuracy, the run record and model card, and pairs DPO cannot use."""
 
 import json
+import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from recipes_loader import REPO, load_recipe
 from toolkit.loading import load_causal_lm
@@ -67,3 +68,25 @@ def test_pairs_without_a_prompt_are_refused_with_the_fix(sft_model, tmp_path):
     pairs.write_text("".join(json.dumps({"chosen": f"good {i}", "rejected": f"bad {i}"}) + "\n" for i in range(20)))
     with pytest.raises(ValueError, match="DPO needs a prompt for each pair.*--explicit_prompt true"):
         dpo.main(dpo_argv(sft_model, tmp_path / "out", "--dataset", str(pairs)))
+
+
+def test_resuming_from_a_checkpoint_ends_at_the_uninterrupted_runs_weights(sft_model, tmp_path):
+    steps = ["--max_steps", "12", "--save_steps", "6", "--eval_steps", "12", "--save_total_limit", "2"]
+    dpo.main(dpo_argv(sft_model, tmp_path / "whole", *steps))
+    whole = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+
+    def resumed_from_step_6(name: str, shift: float = 0.0) -> dict[str, torch.Tensor]:
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "whole" / "checkpoint-6", folder / "checkpoint-6")
+        adapter = folder / "checkpoint-6" / "adapter_model.safetensors"
+        save_file({key: value + shift for key, value in load_file(adapter).items()}, adapter)
+        dpo.main(dpo_argv(sft_model, folder, *steps, "--resume_from_checkpoint", "latest"))
+        return load_file(folder / "adapter_model.safetensors")
+
+    resumed = resumed_from_step_6("resumed")
+    assert set(resumed) == set(whole)
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], atol=1e-6, rtol=0, msg=name)
+    # The second half really starts from the checkpoint: shifted checkpoint weights end elsewhere.
+    shifted = resumed_from_step_6("shifted", shift=0.01)
+    assert any((shifted[name] - whole[name]).abs().max() > 1e-3 for name in whole)
