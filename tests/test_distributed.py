@@ -213,3 +213,34 @@ def test_two_ddp_ranks_read_disjoint_blocks_of_the_token_file(tmp_path):
     # Accelerate fills the last global batch by reading its first blocks again; every other block is read by
     # exactly one rank, once.
     assert sorted(reads.values()) == [1] * (2 * blocks - len(first + second)) + [2] * (len(first + second) - blocks)
+
+
+@pytest.mark.slow
+def test_dpo_on_two_processes_matches_one_process_with_the_same_global_batch(sft_model, tmp_path):
+    """Same pairs per step on 1 process x 8 and 2 processes x 4, gradients all-reduced (plain SGD, as above): the same
+    adapter. (TRL's evaluation metrics are means of per-batch means, so they move with the batching: not compared.)"""
+    common = ["--config", str(REPO / "recipes/configs/dpo/tiny_cpu.yaml"), "--model_name_or_path", str(sft_model)]
+    common += [
+        "--max_steps",
+        "6",
+        "--eval_steps",
+        "6",
+        "--save_steps",
+        "6",
+        "--optim",
+        "sgd",
+        "--learning_rate",
+        "0.5",
+    ]
+    load_recipe("dpo").main([*common, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = launch_two_processes("dpo", *common, "--output_dir", str(tmp_path / "two"))
+    result = subprocess.run([*command, "--per_device_train_batch_size", "4"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("one", "two"))
+    assert any(a[name].abs().sum() > 0 for name in a if "lora_B" in name)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4, msg=name)
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["global_step"] == 6 and 0 <= two["eval_rewards/accuracies"] <= 1
+    assert read_run(tmp_path / "two").status == "finished"
