@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.data import token_stream, tokenize_texts
 from toolkit.data.packing import LONG_TEXT, text_pieces
+from toolkit.loading import load_tokenizer
 from toolkit.tokenization import (
     EOS_TOKEN,
     PAD_TOKEN,
@@ -215,3 +216,19 @@ def test_a_long_text_tokenized_in_pieces_gets_the_ids_of_the_whole_text(kind, re
     stream = token_stream(tokenize_texts(rows, tokenizer, "text"))
     expected = [*tokenizer(long_text)["input_ids"], tokenizer.eos_token_id, *tokenizer(SAMPLE)["input_ids"]]
     assert stream.tolist() == [*expected, tokenizer.eos_token_id]
+
+
+def test_load_tokenizer_pads_with_eos_only_when_asked_and_only_without_a_pad(tmp_path):
+    bpe = train_bpe_tokenizer(["some text to learn from"] * 20, vocab_size=300)
+    bpe.pad_token = None
+    bpe.save_pretrained(tmp_path / "no-pad")
+    assert load_tokenizer(str(tmp_path / "no-pad")).pad_token is None
+    padded = load_tokenizer(str(tmp_path / "no-pad"), pad_with_eos=True)
+    assert padded.pad_token == padded.eos_token is not None
+    char = build_char_tokenizer("abc")  # has a dedicated pad, which stays
+    char.save_pretrained(tmp_path / "char")
+    assert (
+        load_tokenizer(str(tmp_path / "char"), pad_with_eos=True).pad_token_id
+        == char.pad_token_id
+        != char.eos_token_id
+    )

@@ -53,6 +53,11 @@ def reuse_freed_memory() -> bool:
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
 
 
+# The same settings through the environment, for a process that does not call reuse_freed_memory itself (glibc reads
+# them at start-up).
+REUSE_FREED_MEMORY_ENVIRONMENT = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
+
+
 def dataset_fingerprint(dataset) -> str:
     """datasets 4.x: the fingerprint a `Dataset` carries (its source plus every transform applied, hashed); what
     datasets' own cache names files by. Not part of its public API."""

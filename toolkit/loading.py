@@ -19,20 +19,23 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_tokenizer(name_or_path: str, **kwargs) -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str, *, pad_with_eos: bool = False, **kwargs) -> PreTrainedTokenizerBase:
     """`AutoTokenizer.from_pretrained` with an error that says what is missing; a PEFT adapter folder falls back
-    to its base model's tokenizer."""
+    to its base model's tokenizer. `pad_with_eos`: a tokenizer without a pad token (GPT-2's) pads with EOS."""
     try:
-        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError, TypeError) as error:
         if is_peft_adapter(name_or_path):
             base = json.loads((Path(name_or_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-            return load_tokenizer(base, **kwargs)
+            return load_tokenizer(base, pad_with_eos=pad_with_eos, **kwargs)
         raise ValueError(
             f"No tokenizer could be loaded from {name_or_path!r} ({type(error).__name__}: "
             f"{str(error).splitlines()[0]}). Save the "
             "tokenizer next to the model (tokenizer.save_pretrained(folder)) or pass the tokenizer's path explicitly."
         ) from error
+    if pad_with_eos and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_causal_lm(

@@ -15,6 +15,7 @@ from transformers import (
     AutoTokenizer,
 )
 
+from .._compat import REUSE_FREED_MEMORY_ENVIRONMENT
 from .common import GPT2_SMALL_SHAPE, describe, in_fresh_process, time_call
 from .trl_ppo import MemoryMeter, build_models
 
@@ -135,10 +136,6 @@ def our_ppo_run(spec: dict) -> dict:
     return {"step_seconds": step_seconds[spec["warmup_steps"] :], "phase_seconds": phase_seconds, **meter.read()}
 
 
-# The environment form of toolkit._compat.reuse_freed_memory, for a process that does not set it itself.
-REUSE_FREED_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
-
-
 def trl_ppo_run(spec: dict, trl_python: str, reuse_freed_memory: bool = False) -> dict:
     """TRL's PPOTrainer on `spec`, in `trl_python`'s venv (bench/trl_ppo.py, which never imports toolkit); with
     `reuse_freed_memory`, under the same glibc allocator settings our CPU runs use."""
@@ -148,7 +145,7 @@ def trl_ppo_run(spec: dict, trl_python: str, reuse_freed_memory: bool = False) -
         script = Path(__file__).with_name("trl_ppo.py")
         # -I: the script's folder (toolkit/) must not shadow top-level modules such as `data` or `models`.
         command = [trl_python, "-I", str(script), str(spec_path), str(result_path)]
-        env = {**os.environ, **(REUSE_FREED_MEMORY_ENV if reuse_freed_memory else {})}
+        env = {**os.environ, **(REUSE_FREED_MEMORY_ENVIRONMENT if reuse_freed_memory else {})}
         finished = subprocess.run(command, capture_output=True, text=True, env=env)
         if finished.returncode != 0:
             raise RuntimeError(f"TRL's PPO run failed ({' '.join(command)}):\n{finished.stderr[-3000:]}")
@@ -229,25 +226,24 @@ def bench_ppo(args: PPOBenchArguments) -> dict:
             )
         else:
             results["trl_skipped"] = f"TRL column skipped: no --trl_python. {TRL_SETUP}"
+        small = {
+            **tiny,
+            "model_config": {**tiny["model_config"], **GPT2_SMALL_SHAPE, "n_positions": 1024},
+            "steps": args.gpt2_small_steps,
+            "lora_r": args.lora_r,
+        }
         if not args.skip_gpt2_small:
-            results["gpt2_small"] = bench_ppo_gpt2_small(args, tiny)
+            results["gpt2_small"] = bench_ppo_gpt2_small(args, small)
         if args.long_prompts:
-            small = {**tiny, "model_config": {**tiny["model_config"], **GPT2_SMALL_SHAPE, "n_positions": 1024}}
             results["long_prompts"] = long_prompt_profile(args, small)
     return results
 
 
-def bench_ppo_gpt2_small(args: PPOBenchArguments, tiny: dict) -> dict:
+def bench_ppo_gpt2_small(args: PPOBenchArguments, small: dict) -> dict:
     """At the GPT-2-small shape (vocabulary 50257; the prompts still use the character tokenizer's ids): the tiny
     config's setup for ours with and without reuse_freed_memory and for TRL (as it ships, and under the same allocator
     settings), then ours with the value head, full policy with its frozen copy vs LoRA with the adapter-disabled
-    reference (only the policy side differs)."""
-    small = {
-        **tiny,
-        "model_config": {**tiny["model_config"], **GPT2_SMALL_SHAPE, "n_positions": 1024},
-        "steps": args.gpt2_small_steps,
-        "lora_r": args.lora_r,
-    }
+    reference (only the policy side differs). `small` is the tiny config's spec at that shape."""
 
     def row(run: dict, trainer: str, policy: str, value: str, reuse: bool) -> dict:
         return {

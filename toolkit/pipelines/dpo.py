@@ -60,16 +60,13 @@ def run(
     )
     set_seed(config.seed)
     splits = load_preference_splits(data_args, config.seed)
-    for name, split in splits.items():
-        if "prompt" not in split.column_names:
-            raise ValueError(
-                f"DPO needs a prompt for each pair; {data_args.dataset} ({name}) has only {split.column_names}. For "
-                "hh-rlhf dialogues pass --explicit_prompt true."
-            )
-        splits[name] = split.select_columns(PAIR_COLUMNS)
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    if "prompt" not in splits["train"].column_names:
+        raise ValueError(
+            f"DPO needs a prompt for each pair; {data_args.dataset} has only {splits['train'].column_names}. For "
+            "hh-rlhf dialogues pass --explicit_prompt true."
+        )
+    splits = splits.select_columns(PAIR_COLUMNS)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, pad_with_eos=True)
     policy = load_sft_policy(model_args.model_name_or_path, adapter_args, config.output_dir, "DPO")
     if main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(policy)}")

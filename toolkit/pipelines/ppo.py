@@ -92,9 +92,7 @@ def run(
         main_process=main_process,
     )
     set_seed(config.seed)
-    tokenizer = load_tokenizer(args.policy_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(args.policy_name_or_path, pad_with_eos=True)
     tokenizer.padding_side = "left"
     policy = load_sft_policy(args.policy_name_or_path, adapter_args, config.output_dir, "PPO")
     if args.reward == "model":

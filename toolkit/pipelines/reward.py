@@ -57,9 +57,7 @@ def run(
         raise ValueError(f"Reward models train with --method full or lora, not {adapter_args.method!r}.")
     set_seed(config.seed)
     splits = load_preference_splits(data_args, config.seed)
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_args.model_name_or_path, pad_with_eos=True)
     model = reward_model_from_causal_lm(model_args.model_name_or_path, tokenizer)
     if adapter_args.method == "lora":
         model = apply_lora(

@@ -57,11 +57,8 @@ def build_tokenizer(
         return build_char_tokenizer(corpus_texts(train, text_column))
     if name == "bpe":
         return train_bpe_tokenizer(corpus_texts(train, text_column), vocab_size=args.bpe_vocab_size)
-    tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        # GPT-2 has no pad token. Padding reuses EOS; attention masks and -100 labels keep it out of the loss.
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    # GPT-2 has no pad token. Padding reuses EOS; attention masks and -100 labels keep it out of the loss.
+    return load_tokenizer(name, pad_with_eos=True, trust_remote_code=trust_remote_code)
 
 
 def scratch_config(args: ModelArguments, vocab_size: int, block_size: int, tokenizer) -> GPTConfig:
