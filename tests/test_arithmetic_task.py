@@ -12,9 +12,9 @@ from toolkit.data import load_raw
 from toolkit.evaluation import TASKS, gsm8k_exact_match, score_gsm8k
 from toolkit.pipelines.demo import DemoArguments, load_plan
 from toolkit.pipelines.eval import EvalArguments
-from toolkit.pipelines.ppo import load_prompts
 from toolkit.pipelines.reward import load_preference_splits
 from toolkit.rlhf.preferences import arithmetic_pairs_from_samples
+from toolkit.rlhf.prompts import load_prompts
 from toolkit.rlhf.rewards import REWARD_FUNCTIONS
 from toolkit.tasks.arithmetic import (
     corrupt_solution,
@@ -79,7 +79,7 @@ def training_questions(job: str, argv: list[str]) -> set[str]:
     if job == "reward":
         splits = load_preference_splits(parsed[1], parsed[-1].seed)
         return {question_of(prompt) for split in splits.values() for prompt in split["prompt"]}
-    return {question_of(prompt) for prompt in load_prompts(parsed[0])["prompt"]}
+    return {question_of(prompt) for prompt in load_prompts(parsed[1])["prompt"]}
 
 
 TEST_QUESTIONS = {

@@ -244,3 +244,19 @@ def test_dpo_on_two_processes_matches_one_process_with_the_same_global_batch(sft
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["global_step"] == 6 and 0 <= two["eval_rewards/accuracies"] <= 1
     assert read_run(tmp_path / "two").status == "finished"
+
+
+@pytest.mark.slow
+def test_grpo_on_two_processes_gathers_every_completions_reward(sft_model, tmp_path):
+    """GRPO under the 2-process launch: each completion is rewarded with the rank that generated it, and the logged
+    mean reward is 0.5 at every step, so the metrics come from both processes' completions, not the main one's."""
+    arguments = ["--config", str(REPO / "recipes/configs/grpo/tiny_cpu.yaml"), "--model_name_or_path", str(sft_model)]
+    arguments += ["--reward_funcs", "reward_functions:process_index", "--reward_weights", "1.0", "--max_steps", "3"]
+    arguments += ["--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "grpo")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    result = subprocess.run(launch_two_processes("grpo", *arguments), capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((tmp_path / "grpo" / "trainer_state.json").read_text())["log_history"]
+    rewards = [row["rewards/process_index/mean"] for row in history if "rewards/process_index/mean" in row]
+    assert rewards == [0.5, 0.5, 0.5]
+    assert read_run(tmp_path / "grpo").status == "finished"

@@ -2,6 +2,7 @@
 do not depend on how the work is sharded over processes, the report files, and errors on bad input."""
 
 import json
+import math
 import os
 import signal
 import string
@@ -24,6 +25,7 @@ from toolkit.evaluation import (
     perplexity_of_texts,
 )
 from toolkit.evaluation.perplexity import perplexity_from_records, window_records
+from toolkit.evaluation.significance import mcnemar_exact
 from toolkit.evaluation.task import Shard, batch_share, generation_records, process_share
 from toolkit.generation import generate_greedy
 from toolkit.loading import load_causal_lm, load_tokenizer
@@ -323,3 +325,31 @@ def test_sigterm_stops_an_evaluation_between_batches(models, tmp_path):
     assert time.time() - stopped < 20
     assert "Stopped by SIGTERM during evaluation" in out
     assert read_run(output_dir).status == "stopped" and not (output_dir / "results.json").exists()
+
+
+def test_mcnemar_exact_against_hand_computed_cases():
+    assert mcnemar_exact([True, False], [True, False]) == {"gained": 0, "lost": 0, "p_value": 1.0}
+    assert mcnemar_exact([False] * 5, [True] * 5)["p_value"] == pytest.approx(2 / 2**5)  # 5 gained, none lost
+    # 22 gained, 8 lost: 2 * sum_{k<=8} C(30, k) / 2^30
+    test = mcnemar_exact([False] * 22 + [True] * 8 + [True] * 50, [True] * 22 + [False] * 8 + [True] * 50)
+    assert (test["gained"], test["lost"]) == (22, 8)
+    assert test["p_value"] == pytest.approx(2 * sum(math.comb(30, k) for k in range(9)) / 2**30)
+    assert test["p_value"] == pytest.approx(0.0161248, abs=1e-7)
+    assert mcnemar_exact([True] * 3 + [False] * 3, [False] * 3 + [True] * 3)["p_value"] == 1.0  # capped
+    with pytest.raises(ValueError, match="pairs the same examples: 2 baseline outcomes, 1 candidate"):
+        mcnemar_exact([True, True], [True])
+
+
+def test_every_model_is_compared_with_the_baseline_problem_by_problem(models, tmp_path):
+    arguments = ["--models", models["base"], models["lora"], "--tasks", "gsm8k", "--limit", "6"]
+    arguments += ["--gsm8k_max_new_tokens", "8", "--baseline", "base", "--output_dir", str(tmp_path)]
+    report = load_recipe("eval").main(["--config", TINY_CONFIG, *arguments])
+    base, lora = (row["metrics"] for row in report["results"])
+    assert "strict_match_p_value" not in base
+    lines = {name: (tmp_path / name / "gsm8k.jsonl").read_text().splitlines() for name in ("base", "lora")}
+    outcomes = {name: [json.loads(line)["strict_correct"] for line in rows] for name, rows in lines.items()}
+    expected = mcnemar_exact(outcomes["base"], outcomes["lora"])
+    assert {key: lora[f"strict_match_{key}"] for key in expected} == expected
+    assert "Against base on the same examples" in (tmp_path / "results.md").read_text()
+    with pytest.raises(ValueError, match="--baseline 'sft' is none of the models' names"):
+        load_recipe("eval").main(["--config", TINY_CONFIG, *arguments, "--baseline", "sft"])

@@ -222,7 +222,7 @@ def test_sigterm_stops_ppo_at_a_step_boundary_with_a_checkpoint_and_exit_143(pip
 def test_ppo_prompts_come_from_any_preference_source(tmp_path):
     import csv
 
-    from toolkit.pipelines.ppo import PPOScriptArguments, load_prompts
+    from toolkit.rlhf.prompts import PromptDataArguments, load_prompts
 
     dialogue = "\n\nHuman: {}\n\nAssistant: {}"
     rows = tmp_path / "pairs.csv"  # read like a Hub dataset, through datasets' own loader
@@ -231,5 +231,5 @@ def test_ppo_prompts_come_from_any_preference_source(tmp_path):
         writer.writerow(["chosen", "rejected"])
         for question, answer in [("Hi?", "Hello."), ("Sky?", "Blue.")]:
             writer.writerow([dialogue.format(question, answer), dialogue.format(question, "No.")])
-    prompts = load_prompts(PPOScriptArguments(dataset=str(rows), num_prompts=1))
+    prompts = load_prompts(PromptDataArguments(dataset=str(rows), num_prompts=1))
     assert prompts["prompt"] == ["\n\nHuman: Hi?\n\nAssistant:"]

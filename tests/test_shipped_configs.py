@@ -42,6 +42,8 @@ SMALL = {
     "num_mini_batches": 1,
     "num_ppo_epochs": 1,
     "max_new_tokens": 8,
+    "num_generations": 2,
+    "max_completion_length": 8,
     "sample_steps": 1,
     "limit": 4,
     "gsm8k_max_new_tokens": 8,

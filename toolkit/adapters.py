@@ -63,7 +63,7 @@ def check_lora_targets(model: torch.nn.Module, targets: list[str]) -> dict[str, 
     return matches
 
 
-def apply_lora(
+def lora_config(
     model: PreTrainedModel,
     *,
     r: int = 8,
@@ -73,12 +73,12 @@ def apply_lora(
     include_attention_output: bool = False,
     task_type: str = TaskType.CAUSAL_LM,
     modules_to_save: list[str] | None = None,
-) -> PeftModel:
-    """Wrap `model` with LoRA adapters on its attention projections (or the named modules); `modules_to_save`
-    train in full next to them (a reward model's new score head)."""
+) -> LoraConfig:
+    """LoRA on `model`'s attention projections (or the named modules, checked to exist); `modules_to_save` train in
+    full next to them (a reward model's new score head). TRL's trainers take it as `peft_config`."""
     targets = target_modules or attention_target_modules(model, include_attention_output)
     check_lora_targets(model, targets)
-    config = LoraConfig(
+    return LoraConfig(
         task_type=task_type,
         modules_to_save=modules_to_save,
         r=r,
@@ -87,7 +87,11 @@ def apply_lora(
         target_modules=targets,
         fan_in_fan_out=model.config.model_type == "gpt2",  # GPT-2's Conv1D stores weights as (in, out)
     )
-    return get_peft_model(model, config)
+
+
+def apply_lora(model: PreTrainedModel, **options) -> PeftModel:
+    """Wrap `model` with LoRA adapters; `options` are `lora_config`'s."""
+    return get_peft_model(model, lora_config(model, **options))
 
 
 def apply_prompt_tuning(

@@ -1,7 +1,8 @@
 """The `toolkit` console script, the one front door: `toolkit <command> [--flag value ...]`.
 
-The jobs (pretrain, sft, reward, ppo, dpo, eval, push, demo) run the same `main(argv)` as `recipes/<job>.py`; each
-command parses its own dataclass arguments with `trl.TrlParser`, so `--config file.yaml` works everywhere.
+The jobs (pretrain, sft, reward, ppo, dpo, grpo, rloo, eval, push, demo) run the same `main(argv)` as
+`recipes/<job>.py`; each command parses its own dataclass arguments with `trl.TrlParser`, so `--config file.yaml`
+works everywhere.
 """
 
 import importlib
@@ -14,6 +15,8 @@ COMMANDS = {
     "reward": ("toolkit.pipelines.reward", "train a reward model on preference pairs"),
     "ppo": ("toolkit.pipelines.ppo", "PPO RLHF with a reward model or the exact-match reward"),
     "dpo": ("toolkit.pipelines.dpo", "DPO on preference pairs (no reward model)"),
+    "grpo": ("toolkit.pipelines.grpo", "GRPO with verifiable rewards or a reward model (no value model)"),
+    "rloo": ("toolkit.pipelines.rloo", "RLOO, GRPO's leave-one-out sibling"),
     "eval": ("toolkit.pipelines.eval", "evaluate model folders on perplexity / GSM8K / BLEU tasks"),
     "push": ("toolkit.pipelines.push", "upload a run folder to the Hub with a model card"),
     "demo": ("toolkit.pipelines.demo", "the whole pipeline on built-in data, on CPU, in minutes (report.md)"),

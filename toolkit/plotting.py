@@ -59,3 +59,32 @@ def plot_ppo_curves(history: list[dict], path: str | Path, kl_estimator: str = "
     length_axes.plot(steps, [metrics["rollout/response_length"] for metrics in history])
     length_axes.set(title="Response length", xlabel="step", ylabel="tokens")
     return save_figure(figure, path)
+
+
+def plot_online_rl_curves(log_history: list[dict], path: str | Path, title: str = "") -> Path | None:
+    """A GRPO / RLOO run from `Trainer.state.log_history`: the reward (mean and spread, and each reward function's
+    mean when there are several), KL to the reference (when beta > 0) and completion length, per logged step."""
+    rows = [row for row in log_history if "reward" in row and "step" in row]
+    if not rows:
+        return None
+    steps = [row["step"] for row in rows]
+    figure = Figure(figsize=(15, 4), layout="constrained")
+    reward_axes, kl_axes, length_axes = figure.subplots(1, 3)
+    mean = [row["reward"] for row in rows]
+    std = [row.get("reward_std", 0.0) for row in rows]
+    reward_axes.plot(steps, mean, label="reward")
+    reward_axes.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    components = sorted({key for row in rows for key in row if key.startswith("rewards/") and key.endswith("/mean")})
+    if len(components) > 1:
+        for key in components:
+            reward_axes.plot(steps, [row.get(key, math.nan) for row in rows], "--", label=key.split("/")[1])
+    reward_axes.set(title="Reward", xlabel="step")
+    reward_axes.legend()
+    if any("kl" in row for row in rows):
+        kl_axes.plot(steps, [row.get("kl", math.nan) for row in rows])
+    kl_axes.set(title="KL(policy || reference)", xlabel="step", ylabel="nats / token")
+    length_axes.plot(steps, [row.get("completions/mean_length", math.nan) for row in rows])
+    length_axes.set(title="Completion length", xlabel="step", ylabel="tokens")
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, path)

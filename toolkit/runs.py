@@ -3,12 +3,13 @@
 A run folder is a recipe's `--output_dir`. What a run is, is written into it (`run.json`), never guessed from its
 shape:
 
-    run.json              job (pretrain, sft, reward, ppo, eval), method (full, lora, prompt_tuning), status
-                          (running, stopped, finished, failed), where the model is, base model, data, timings
+    run.json              job (pretrain, sft, reward, ppo, dpo, grpo, rloo, eval), method (full, lora,
+                          prompt_tuning), status (running, stopped, finished, failed), where the model is, base
+                          model, data, timings
     config.json, *.safetensors, tokenizer files, adapter_config.json    the trained model (PPO: in policy/)
     metrics.json          the final metrics
     metrics.jsonl         PPO: one line of metrics per logged step
-    training_curves.png   loss / perplexity curves (PPO: reward, KL, response length)
+    training_curves.png   loss / perplexity curves (PPO, GRPO, RLOO: reward, KL, response length)
     checkpoint-N/         resumable checkpoints (`--resume_from_checkpoint latest`)
     results.json, results.md, results.png, <model>/<task>.jsonl    evaluation
     policy/, value/ or value_head.safetensors, sft-merged/
@@ -43,7 +44,7 @@ MERGED_DIR = "merged"
 HUB_UPLOAD_DIR = "hub-upload"
 CHECKPOINT_PREFIX = PREFIX_CHECKPOINT_DIR  # "checkpoint": folders checkpoint-<step>
 
-JOBS = ("pretrain", "sft", "reward", "ppo", "dpo", "eval")
+JOBS = ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "eval")
 METHODS = ("full", "lora", "prompt_tuning")
 STATUSES = ("running", "stopped", "finished", "failed")
 # Files that mean a folder already holds a run.

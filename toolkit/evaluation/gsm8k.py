@@ -253,6 +253,7 @@ class Gsm8kTask(Task):
     name = "gsm8k"
     arguments = Gsm8kArguments
     headline = (("strict_match", "higher"), ("flexible_extract", "higher"))
+    paired_outcomes = {"strict_match": "strict_correct", "flexible_extract": "flexible_correct"}
 
     def examples(self, source: str, split: str, size: int) -> list[dict]:
         if source == SYNTHETIC_NAME:

@@ -43,8 +43,9 @@ def format_metric(value: float) -> str:
     return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
-def results_table(scores: list[TaskScore], labels: list[str]) -> str:
-    """A markdown table, one row per model and one column per headline metric, then the protocols."""
+def results_table(scores: list[TaskScore], labels: list[str], baseline: str | None = None) -> str:
+    """A markdown table, one row per model and one column per headline metric, then (with a `baseline`) each
+    model's paired comparison with it, then the protocols."""
     columns = headline_columns(scores)
     by_key = {(score.model, score.task): score for score in scores}
     lines = [
@@ -54,6 +55,8 @@ def results_table(scores: list[TaskScore], labels: list[str]) -> str:
     for label in labels:
         cells = [format_metric(by_key[label, task].metrics[metric]) for task, metric, _ in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if baseline is not None:
+        lines += ["", *baseline_table(scores, labels, baseline)]
     lines += ["", "Protocols:"]
     protocols: dict[tuple[str, str], list[str]] = {}
     for score in scores:
@@ -61,6 +64,34 @@ def results_table(scores: list[TaskScore], labels: list[str]) -> str:
     for (task, protocol), models in protocols.items():
         lines.append(f"- {task} ({', '.join(models)}): {protocol}")
     return "\n".join(lines)
+
+
+def baseline_table(scores: list[TaskScore], labels: list[str], baseline: str) -> list[str]:
+    """Against `baseline` on the same examples: the examples each model gained and lost, and the exact McNemar
+    p-value, per metric with per-example outcomes (`compare_with_baseline` put them in the metrics)."""
+    by_key = {(score.model, score.task): score for score in scores}
+    compared = [
+        (task, metric)
+        for task, metric, _ in headline_columns(scores)
+        if any(f"{metric}_p_value" in score.metrics for score in scores if score.task == task)
+    ]
+    if not compared:
+        return []
+    lines = [
+        f"Against {baseline} on the same examples (gained / lost, exact McNemar p):",
+        "",
+        "| model | " + " | ".join(f"{task}: {metric}" for task, metric in compared) + " |",
+        "|---|" + "---:|" * len(compared),
+    ]
+    for label in labels:
+        if label != baseline:
+            cells = []
+            for task, metric in compared:
+                metrics = by_key[label, task].metrics
+                gained, lost, p = (metrics[f"{metric}_{key}"] for key in ("gained", "lost", "p_value"))
+                cells.append(f"+{gained} / -{lost}, p = {p:.3g}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_results(scores: list[TaskScore], labels: list[str], path: Path) -> Path:

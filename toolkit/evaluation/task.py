@@ -67,6 +67,8 @@ class Task:
     name: ClassVar[str]
     arguments: ClassVar[type]  # the dataclass of the task's flags
     headline: ClassVar[tuple[tuple[str, str], ...]]  # (metric, "lower" or "higher" is better) for tables and cards
+    # metric -> the per-example record field that is right/wrong, for comparing two models on the same examples
+    paired_outcomes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, args):
         self.args = args

@@ -34,6 +34,8 @@ METHOD_DESCRIPTIONS = {
     "prompt_tuning": "soft prompt tuning (an adapter)",
     "ppo": "PPO reinforcement learning from a reward",
     "dpo": "DPO (direct preference optimisation on chosen/rejected pairs)",
+    "grpo": "GRPO reinforcement learning (group-relative advantages, no value model)",
+    "rloo": "RLOO reinforcement learning (leave-one-out baselines, no value model)",
     "reward": "reward modeling (a scalar score per sequence)",
     UNRECORDED: "a method the folder does not record (pass --method to name it)",
 }

@@ -6,10 +6,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from accelerate import PartialState
-from peft import PeftModel
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
-from ..adapters import apply_lora, merge_adapter
+from ..adapters import lora_config, merge_adapter
 from ..loading import load_causal_lm, load_tokenizer
 from ..runs import SFT_MERGED_DIR, RunRecord, end_run, start_run
 from ..stopping import JobStopped
@@ -62,22 +62,31 @@ def push_finished_run(run_args: RunArguments, output_dir: str, main_process: boo
     push_folder(output_dir, run_args.push_repo_id, private=run_args.push_private, dry_run=run_args.push_dry_run)
 
 
-def load_sft_policy(name_or_path: str, adapter_args: AdapterArguments, output_dir: str, job: str) -> PreTrainedModel:
-    """The SFT model an alignment job (PPO, DPO) trains, wrapped in a fresh LoRA when method=lora: the reference is
-    then the same weights with the adapter disabled, with no second copy in memory. An SFT LoRA adapter is merged
-    first and the merged model saved in output_dir/sft-merged, which the new adapter then names as its base (so it
-    loads on the right weights)."""
-    policy = load_causal_lm(name_or_path, device="cpu")
-    if isinstance(policy, PeftModel):
-        policy = merge_adapter(policy)
+def load_sft_model(
+    name_or_path: str, adapter_args: AdapterArguments, output_dir: str, job: str
+) -> tuple[PreTrainedModel, LoraConfig | None]:
+    """The SFT model an alignment job (PPO, DPO, GRPO, RLOO) starts from, and the config of the fresh LoRA it trains
+    when method=lora (None for full training). An SFT LoRA adapter is merged first and the merged model saved in
+    output_dir/sft-merged, which the new adapter then names as its base (so it loads on the right weights). TRL's
+    trainers take the config as `peft_config`: their reference is then the same weights with the adapter disabled,
+    with no second copy (handed a ready PeftModel, TRL would copy its adapter as a "ref" adapter)."""
+    model = load_causal_lm(name_or_path, device="cpu")
+    if isinstance(model, PeftModel):
+        model = merge_adapter(model)
         merged_dir = Path(output_dir) / SFT_MERGED_DIR
         if PartialState().is_main_process:
-            policy.save_pretrained(merged_dir)
+            model.save_pretrained(merged_dir)
             load_tokenizer(name_or_path).save_pretrained(merged_dir)
-        policy.name_or_path = str(merged_dir)
-    if adapter_args.method == "lora":
-        # Dropout stays off: log-probs must match between the policy and its reference (and rollout and update).
-        policy = apply_lora(policy, **{**adapter_args.lora_options(), "dropout": 0.0})
-    elif adapter_args.method != "full":
+        model.name_or_path = str(merged_dir)
+    if adapter_args.method == "full":
+        return model.train(), None
+    if adapter_args.method != "lora":
         raise ValueError(f"{job} trains the policy with --method full or lora, not {adapter_args.method!r}.")
-    return policy.train()
+    # Dropout stays off: log-probs must match between the policy and its reference (and rollout and update).
+    return model.train(), lora_config(model, **{**adapter_args.lora_options(), "dropout": 0.0})
+
+
+def load_sft_policy(name_or_path: str, adapter_args: AdapterArguments, output_dir: str, job: str) -> PreTrainedModel:
+    """`load_sft_model`'s model, wrapped in its fresh LoRA when method=lora (our PPOTrainer takes the policy ready)."""
+    model, config = load_sft_model(name_or_path, adapter_args, output_dir, job)
+    return model if config is None else get_peft_model(model, config).train()

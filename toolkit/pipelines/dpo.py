@@ -19,7 +19,7 @@ from ..parsing import argument_parser
 from ..rlhf.preferences import PreferenceDataArguments, load_preference_splits
 from ..runs import prepare_output_dir
 from ..training import AdapterArguments, RunArguments, train_and_save
-from .common import exit_on_stop, load_sft_policy, push_finished_run, recorded_run
+from .common import exit_on_stop, load_sft_model, push_finished_run, recorded_run
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -67,18 +67,18 @@ def run(
         )
     splits = splits.select_columns(PAIR_COLUMNS)
     tokenizer = load_tokenizer(model_args.model_name_or_path, pad_with_eos=True)
-    policy = load_sft_policy(model_args.model_name_or_path, adapter_args, config.output_dir, "DPO")
-    if main_process:
-        print(f"policy ({adapter_args.method}): {describe_parameters(policy)}")
-    # A LoRA policy's reference is the same model with the adapter disabled (TRL does so for a PEFT model); a full
-    # policy gets a frozen copy from TRL.
+    policy, peft_config = load_sft_model(model_args.model_name_or_path, adapter_args, config.output_dir, "DPO")
+    # The reference: for LoRA the adapter-disabled policy, for full training a frozen copy TRL makes.
     trainer = DPOTrainer(
         model=policy,
         args=config,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
+    if main_process:
+        print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
     with recorded_run(config.output_dir, "dpo", main_process=main_process, **record):
         metrics = train_and_save(trainer, config, plot=run_args.plot)

@@ -27,6 +27,7 @@ from .. import stopping
 from .._compat import gather_object
 from ..evaluation import TASKS, BleuArguments, Gsm8kArguments, PerplexityArguments
 from ..evaluation.report import TaskScore, plot_results, results_table
+from ..evaluation.significance import mcnemar_exact
 from ..evaluation.task import ArithmeticSourceArguments, Shard, Task
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer
 from ..parsing import argument_parser
@@ -47,6 +48,13 @@ class CommonEvalArguments:
     )
     tasks: list[str] = field(
         default_factory=lambda: ["perplexity"], metadata={"help": f"Tasks to run, among {', '.join(TASKS)}."}
+    )
+    baseline: str | None = field(
+        default=None,
+        metadata={
+            "help": "A model's name (label): every other model is compared with it on the same examples (exact "
+            "McNemar test of the right/wrong outcomes: gained, lost, p-value) where a task has such outcomes (gsm8k)."
+        },
     )
     limit: int | None = field(
         default=None,
@@ -167,10 +175,22 @@ def write_records(path: Path, records: list[dict]) -> None:
             file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def compare_with_baseline(scores: list[TaskScore], outcomes: dict[tuple[str, str, str], list], baseline: str) -> None:
+    """Add `<metric>_gained`, `<metric>_lost` and `<metric>_p_value` (exact McNemar against `baseline` on the same
+    examples) to the metrics of every other model, for each metric with per-example outcomes."""
+    for score in scores:
+        for metric in TASKS[score.task].paired_outcomes:
+            if score.model != baseline:
+                test = mcnemar_exact(outcomes[baseline, score.task, metric], outcomes[score.model, score.task, metric])
+                score.metrics.update({f"{metric}_{key}": value for key, value in test.items()})
+
+
 def run(args: EvalArguments) -> dict:
     """Every model on every task; writes the report in `output_dir` (main process) and returns its contents."""
     check_arguments(args)
     labels = model_labels(args)
+    if args.baseline is not None and args.baseline not in labels:
+        raise ValueError(f"--baseline {args.baseline!r} is none of the models' names: {labels}.")
     state = PartialState(cpu=args.use_cpu)
     output_dir = Path(args.output_dir)
     prepare_output_dir(output_dir, args.overwrite_output_dir, main_process=state.is_main_process)
@@ -180,7 +200,7 @@ def run(args: EvalArguments) -> dict:
     tokenizers = [tokenizer_for(path, args.tokenizer) for path in paths]
     shard = Shard(state.process_index, state.num_processes, args.batch_size, state.is_local_main_process)
 
-    scores = []
+    scores, outcomes = [], {}
     record = dict(main_process=state.is_main_process, datasets=[data.source for data in task_data])
     with recorded_run(str(output_dir), "eval", **record), stopping.stop_on_signals():
         for label, path, tokenizer in zip(labels, paths, tokenizers):
@@ -206,6 +226,8 @@ def run(args: EvalArguments) -> dict:
                         [list(pair) for pair in task.headline],
                     )
                 )
+                for metric, field_name in task.paired_outcomes.items():
+                    outcomes[label, task.name, metric] = [bool(row[field_name]) for row in scored.records]
                 if state.is_main_process:
                     write_records(output_dir / file_name(label) / f"{task.name}.jsonl", scored.records)
             del model
@@ -213,6 +235,8 @@ def run(args: EvalArguments) -> dict:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+        if args.baseline is not None:
+            compare_with_baseline(scores, outcomes, args.baseline)
         report = {
             "arguments": asdict(args),
             "num_processes": state.num_processes,
@@ -220,7 +244,7 @@ def run(args: EvalArguments) -> dict:
         }
         if state.is_main_process:
             (output_dir / RESULTS_JSON).write_text(json.dumps(report, indent=2, default=str))
-            table = results_table(scores, labels)
+            table = results_table(scores, labels, args.baseline)
             (output_dir / RESULTS_TABLE).write_text(table + "\n")
             plot_results(scores, labels, output_dir / RESULTS_CHART)
             print(table)

@@ -11,21 +11,18 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 from accelerate import PartialState
 from transformers import set_seed
 from trl import TrlParser
 
 from ..adapters import describe_parameters
-from ..data import SYNTHETIC_NAME
 from ..loading import load_tokenizer, model_context_length
 from ..parsing import argument_parser
 from ..rlhf import PPOConfig, PPOTrainer
-from ..rlhf.preferences import load_preference_pairs
+from ..rlhf.prompts import PromptDataArguments, load_prompts
 from ..rlhf.reward import load_reward_model
 from ..rlhf.rewards import REWARD_FUNCTIONS
 from ..runs import METRICS_FILE, prepare_output_dir
-from ..tasks.arithmetic import format_prompt, make_arithmetic_dataset
 from ..training import AdapterArguments, RunArguments
 from .common import exit_on_stop, load_sft_policy, push_finished_run, recorded_run
 
@@ -45,41 +42,18 @@ class PPOScriptArguments:
     reward_model_name_or_path: str | None = field(
         default=None, metadata={"help": "With reward='model': the reward model folder (also initialises the values)."}
     )
-    dataset: str = field(
-        default=SYNTHETIC_NAME,
-        metadata={
-            "help": "Prompts: 'arithmetic' (built-in problems), or preference pairs whose shared prompts are used: a "
-            "JSONL(.gz)/JSON/CSV/Parquet file or a Hub dataset such as Anthropic/hh-rlhf."
-        },
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    num_prompts: int = field(default=1000, metadata={"help": "How many prompts to draw rollouts from."})
-    synthetic_difficulty: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
-
-
-def load_prompts(args: PPOScriptArguments) -> datasets.Dataset:
-    """A `prompt` column (plus `final_answer` for arithmetic, which the exact-match reward reads)."""
-    if args.dataset == SYNTHETIC_NAME:
-        problems = make_arithmetic_dataset("train", args.num_prompts, tuple(args.synthetic_difficulty))
-        return datasets.Dataset.from_dict(
-            {
-                "prompt": [format_prompt(question) for question in problems["question"]],
-                "final_answer": problems["final_answer"],
-            }
-        )
-    pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=True)
-    prompts = pairs.filter(lambda row: bool(row["prompt"])).select_columns(["prompt"])
-    return prompts.select(range(min(len(prompts), args.num_prompts)))
 
 
 def build_parser() -> TrlParser:
-    return argument_parser((PPOScriptArguments, AdapterArguments, RunArguments, PPOConfig), "ppo")
+    return argument_parser((PPOScriptArguments, PromptDataArguments, AdapterArguments, RunArguments, PPOConfig), "ppo")
 
 
 def run(
-    args: PPOScriptArguments, adapter_args: AdapterArguments, run_args: RunArguments, config: PPOConfig
+    args: PPOScriptArguments,
+    data_args: PromptDataArguments,
+    adapter_args: AdapterArguments,
+    run_args: RunArguments,
+    config: PPOConfig,
 ) -> list[dict]:
     """PPO from an SFT model with a reward model or a verifiable reward; returns the metrics history and writes
     output_dir/policy, metrics.jsonl, training_curves.png, a metrics.json summary and run.json."""
@@ -108,10 +82,10 @@ def run(
     else:
         raise ValueError(f"Unknown --reward {args.reward!r}; choose 'model' or one of {list(REWARD_FUNCTIONS)}.")
 
-    trainer = PPOTrainer(config, policy, tokenizer, load_prompts(args), **scorer)
+    trainer = PPOTrainer(config, policy, tokenizer, load_prompts(data_args), **scorer)
     if trainer.accelerator.is_main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}")
-    record = dict(method=adapter_args.method, base_model=args.policy_name_or_path, datasets=[args.dataset])
+    record = dict(method=adapter_args.method, base_model=args.policy_name_or_path, datasets=[data_args.dataset])
     with recorded_run(config.output_dir, "ppo", main_process=main_process, **record):
         history = trainer.train(resume_from_checkpoint=checkpoint, plot=run_args.plot)
         if main_process:
@@ -122,9 +96,9 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
+    args, data_args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
     with exit_on_stop():
-        history = run(args, adapter_args, run_args, config)
+        history = run(args, data_args, adapter_args, run_args, config)
     first, last = history[0], history[-1]
     print(f"score {first['objective/scores']:.3f} -> {last['objective/scores']:.3f}, KL {last['objective/kl']:.3f}")
     return history

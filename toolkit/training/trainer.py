@@ -45,16 +45,21 @@ class ToolkitSFTTrainer(PerplexityLoggingMixin, TokenWeightedEvaluation, SFTTrai
 
 
 class TrainingCurvesCallback(TrainerCallback):
-    """Redraws loss/perplexity curves into `output_dir` after each evaluation and at the end of training."""
+    """Redraws the curves (loss/perplexity unless `curves` draws others) into `output_dir` after each evaluation and
+    at the end of training."""
 
-    def __init__(self, title: str = "", with_perplexity: bool = True):
+    def __init__(self, title: str = "", with_perplexity: bool = True, curves: Callable | None = None):
         self.title = title
         self.with_perplexity = with_perplexity
+        self.curves = curves
 
     def draw(self, args, state):
         if state.is_world_process_zero:
             path = Path(args.output_dir) / CURVES_FILE
-            plot_training_curves(state.log_history, path, self.title, self.with_perplexity)
+            if self.curves is None:
+                plot_training_curves(state.log_history, path, self.title, self.with_perplexity)
+            else:
+                self.curves(state.log_history, path, self.title)
 
     def on_evaluate(self, args, state, control, **kwargs):
         self.draw(args, state)
@@ -113,19 +118,21 @@ def train_and_save(
     tokens_per_sample: int | None = None,
     extra_metrics: dict | None = None,
     after_training: Callable[[Trainer], dict] | None = None,
+    curves: Callable[[list[dict], Path, str], Path | None] | None = None,
 ) -> dict:
     """Train (resuming if asked), evaluate, save model + tokenizer, curves and metrics.json; return the metrics.
 
-    `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation) before they are written.
+    `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation) before they are written;
+    `curves(log_history, path, title)` draws other curves than loss and perplexity (e.g. an RL run's rewards).
     A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and raises `toolkit.stopping.JobStopped`."""
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
     trainer.add_callback(LogBeforeSaveCallback())  # after the callbacks that ask for a save
-    curves = TrainingCurvesCallback(title=Path(args.output_dir).name, with_perplexity=language_model)
+    drawer = TrainingCurvesCallback(Path(args.output_dir).name, with_perplexity=language_model, curves=curves)
     if plot:
-        trainer.add_callback(curves)
+        trainer.add_callback(drawer)
     with stopping.stop_on_signals():
         train_output = trainer.train(resume_from_checkpoint=checkpoint)
     if stopper.signal_name is not None:
@@ -151,5 +158,5 @@ def train_and_save(
     if trainer.is_world_process_zero():
         Path(args.output_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         if plot:
-            curves.draw(args, trainer.state)
+            drawer.draw(args, trainer.state)
     return metrics

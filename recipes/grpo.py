@@ -1,0 +1,16 @@
+r"""GRPO (TRL's GRPOTrainer) from an SFT model, full or LoRA, with verifiable rewards or a reward model; no
+value model.
+
+Launch:
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/grpo.py --config recipes/configs/grpo/tiny_cpu.yaml
+"""
+
+import sys
+
+from toolkit.pipelines.grpo import build_parser, main
+
+__all__ = ["build_parser", "main"]
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

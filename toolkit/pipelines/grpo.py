@@ -1,0 +1,110 @@
+r"""GRPO (and RLOO, its leave-one-out sibling) on TRL's trainers: online RL from an SFT model with no value model,
+rewarded by verifiable functions (the arithmetic task's exact match, its answer format), a trained reward model, or
+your own function, weighted together.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml \
+        recipes/grpo.py --config recipes/configs/grpo/tiny_cpu.yaml
+
+parse -> prompts (the same as PPO's) -> rewards -> policy (SFT model, LoRA on top; the reference is the
+adapter-disabled base or a frozen copy) -> GRPOTrainer / RLOOTrainer -> train -> save (model, reward curves,
+metrics.json, run.json) -> push.
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import set_seed
+from trl import TrlParser
+
+from ..adapters import describe_parameters
+from ..loading import load_tokenizer
+from ..parsing import argument_parser
+from ..plotting import plot_online_rl_curves
+from ..rlhf.group_rl import TRAINERS, GRPOConfig, RLOOConfig
+from ..rlhf.prompts import PromptDataArguments, load_prompts
+from ..rlhf.rewards import reward_functions
+from ..runs import prepare_output_dir
+from ..training import AdapterArguments, RunArguments, train_and_save
+from .common import exit_on_stop, load_sft_model, push_finished_run, recorded_run
+
+JOBS = {GRPOConfig: "grpo", RLOOConfig: "rloo"}
+
+
+@dataclass
+class GroupRLArguments:
+    model_name_or_path: str = field(
+        default="outputs/sft-tiny",
+        metadata={
+            "help": "The SFT model to improve: a full model folder, a LoRA adapter folder (merged first), or a Hub id."
+        },
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["exact_match"],
+        metadata={
+            "help": "Rewards, summed with --reward_weights: 'exact_match' (the answer is right), 'format' (it ends "
+            "in '#### <number>'), 'model' (--reward_model_name_or_path), or 'package.module:function' of your own "
+            "(called as TRL calls reward functions: prompts, completions and the dataset's columns as keywords)."
+        },
+    )
+    reward_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "With reward_funcs 'model': the reward model folder (written by reward.py)."}
+    )
+
+
+def build_parser(config_class: type = GRPOConfig) -> TrlParser:
+    dataclasses = (GroupRLArguments, PromptDataArguments, AdapterArguments, RunArguments, config_class)
+    return argument_parser(dataclasses, JOBS[config_class])
+
+
+def run(
+    args: GroupRLArguments,
+    data_args: PromptDataArguments,
+    adapter_args: AdapterArguments,
+    run_args: RunArguments,
+    config: GRPOConfig | RLOOConfig,
+) -> dict:
+    """GRPO or RLOO (by the config's type) from an SFT model; metrics are TRL's (reward and rewards/<name>/mean,
+    kl when beta > 0, completion lengths) plus the whole run's summary, written to metrics.json."""
+    job = JOBS[type(config)]
+    main_process = config.process_index == 0
+    config.resume_from_checkpoint = prepare_output_dir(
+        config.output_dir,
+        run_args.overwrite_output_dir,
+        config.resume_from_checkpoint,
+        max_steps=config.max_steps,
+        main_process=main_process,
+    )
+    set_seed(config.seed)
+    prompts = load_prompts(data_args)
+    rewards = reward_functions(args.reward_funcs, args.reward_model_name_or_path)
+    if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
+        raise ValueError(
+            f"--reward_weights has {len(config.reward_weights)} values for {len(rewards)} --reward_funcs "
+            f"({' '.join(args.reward_funcs)}); give one weight per reward."
+        )
+    tokenizer = load_tokenizer(args.model_name_or_path, pad_with_eos=True)
+    policy, peft_config = load_sft_model(args.model_name_or_path, adapter_args, config.output_dir, job.upper())
+    # The reference (when beta > 0): for LoRA the adapter-disabled policy, for full training a frozen copy TRL makes.
+    trainer = TRAINERS[type(config)](
+        model=policy,
+        reward_funcs=rewards,
+        args=config,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    if main_process:
+        print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
+    record = dict(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
+    with recorded_run(config.output_dir, job, main_process=main_process, **record):
+        metrics = train_and_save(trainer, config, plot=run_args.plot, curves=plot_online_rl_curves)
+    push_finished_run(run_args, config.output_dir, main_process)
+    return metrics
+
+
+def main(argv: list[str] | None = None, config_class: type = GRPOConfig) -> dict:
+    args, data_args, adapter_args, run_args, config = build_parser(config_class).parse_args_and_config(argv)
+    with exit_on_stop():
+        metrics = run(args, data_args, adapter_args, run_args, config)
+    if config.process_index == 0:
+        print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
+    return metrics
