@@ -1,4 +1,5 @@
-"""RLHF: PPO against a reward model or a verifiable reward function, and reward-model training."""
+"""RLHF: PPO against a reward model or a verifiable reward function, reward-model training, preference pairs, and
+the prompts, rewards and configs of TRL's GRPO and RLOO trainers (`prompts`, `rewards`, `group_rl`)."""
 
 from .modeling import (
     PolicyAndValueModel,
