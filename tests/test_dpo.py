@@ -42,6 +42,7 @@ def test_lora_dpo_trains_only_the_adapter_on_the_merged_sft_model(sft_model, tmp
     adapter = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)
     assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
+    assert not (tmp_path / "dpo" / "ref").exists()  # TRL copies a ready PeftModel's adapter as a "ref" adapter
     # The reference is the adapter-disabled base: the merged SFT model, which the adapter loads on unchanged.
     probe = torch.tensor([[1, 2, 3, 4, 5]])
     reference, trained = load_causal_lm(tmp_path / "dpo" / SFT_MERGED_DIR), load_causal_lm(tmp_path / "dpo")
