@@ -81,7 +81,11 @@ def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
     sft_merged = load_causal_lm(str(root / "sft")).merge_and_unload().state_dict()
     saved_base = load_file(root / "ppo-exact" / "sft-merged" / "model.safetensors")
     assert all(torch.equal(saved_base[name], sft_merged[name]) for name in saved_base)
-    assert json.loads((root / "ppo-exact" / "metrics.json").read_text())["steps"] == 4
+    summary = json.loads((root / "ppo-exact" / "metrics.json").read_text())
+    assert summary["steps"] == 4 and summary["episodes"] == summary["last"]["episodes"] > 0
+    # The whole run's rate: its episodes over the summed step times, between the slowest and the fastest step's.
+    rates = [json.loads(line)["episodes_per_second"] for line in (root / "ppo-exact" / "metrics.jsonl").open()]
+    assert len(rates) == 4 and min(rates) <= summary["episodes_per_second"] <= max(rates)
 
 
 def test_full_ppo_from_a_lora_sft_model_trains_every_weight(pipeline):

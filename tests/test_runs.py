@@ -1,10 +1,13 @@
 """The run folder (toolkit/runs.py): the record, output-dir safety, what `latest` means."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from toolkit.runs import (
+    PEAK_RSS_RESET,
     TRAINER_STATE_FILE,
     end_run,
     model_dir,
@@ -37,6 +40,31 @@ def test_the_record_says_what_the_run_is_and_how_it_ended(tmp_path):
     assert read_run(tmp_path / "policy") is None
     with pytest.raises(ValueError, match="Unknown job"):
         start_run(tmp_path, "distill")
+
+
+PEAKS_OF_TWO_RUNS = """
+import sys
+from pathlib import Path
+from toolkit.runs import end_run, read_run, start_run
+root = Path(sys.argv[1])
+record = start_run(root / "big", "sft")
+block = b"x" * (300 * 2**20)  # 300 MiB, every page written
+del block
+end_run(root / "big", record, "finished")
+end_run(root / "small", start_run(root / "small", "sft"), "finished")
+print(read_run(root / "big").peak_memory_mib, read_run(root / "small").peak_memory_mib)
+"""
+
+
+@pytest.mark.skipif(not PEAK_RSS_RESET.exists(), reason="per-run peak RSS needs Linux's /proc/self/clear_refs")
+def test_each_run_records_its_own_peak_memory(tmp_path):
+    """Jobs run one after another in one process (the demo) each record their own peak, not the process's. In a
+    fresh process: one that kept freed memory resident (PPO's allocator settings) would not grow for the block."""
+    result = subprocess.run(
+        [sys.executable, "-c", PEAKS_OF_TWO_RUNS, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    big, small = map(float, result.stdout.split())
+    assert big > small + 250
 
 
 def test_latest_is_the_newest_complete_checkpoint(tmp_path):

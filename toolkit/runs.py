@@ -5,13 +5,14 @@ shape:
 
     run.json              job (pretrain, sft, reward, ppo, dpo, grpo, rloo, eval), method (full, lora,
                           prompt_tuning), status (running, stopped, finished, failed), where the model is, base
-                          model, data, timings
+                          model, data, wall time, peak memory
     config.json, *.safetensors, tokenizer files, adapter_config.json    the trained model (PPO: in policy/)
     metrics.json          the final metrics
     metrics.jsonl         PPO: one line of metrics per logged step
     training_curves.png   loss / perplexity curves (PPO, GRPO, RLOO: reward, KL, response length)
     checkpoint-N/         resumable checkpoints (`--resume_from_checkpoint latest`)
     results.json, results.md, results.png, <model>/<task>.jsonl    evaluation
+    comparison.md, comparison.png    evaluation with --compare_runs: scores beside the alignment runs' costs
     policy/, value/ or value_head.safetensors, sft-merged/
                           PPO: the policy, the value function, the merged SFT model under the policy
     merged/               LoRA with --merge_adapter: the adapter merged into its base
@@ -36,6 +37,7 @@ METRICS_LOG_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"
 TRAINER_STATE_FILE = "trainer_state.json"
 RESULTS_JSON, RESULTS_TABLE, RESULTS_CHART = "results.json", "results.md", "results.png"
+COMPARISON_TABLE, COMPARISON_CHART = "comparison.md", "comparison.png"
 POLICY_DIR = "policy"
 VALUE_DIR = "value"
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -65,6 +67,7 @@ class RunRecord:
     started: float = 0.0  # Unix time
     finished: float | None = None
     seconds: float | None = None  # wall time from start to end
+    peak_memory_mib: float | None = None  # from start to end: see `peak_memory_mib`
 
     @property
     def kind(self) -> str:
@@ -91,6 +94,39 @@ def write_run(folder: str | Path, record: RunRecord) -> None:
     (folder / RUN_FILE).write_text(record.to_json())
 
 
+PEAK_RSS_RESET = Path("/proc/self/clear_refs")
+
+
+def reset_peak_memory() -> None:
+    """Start measuring this process's peak memory afresh, so each job of a multi-job process (the demo) reads its
+    own: CUDA's peak allocated memory, and on Linux the peak resident set (VmHWM, reset by clear_refs)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        PEAK_RSS_RESET.write_text("5")
+    except OSError:  # not Linux, or not allowed: the peak then counts from the process's start
+        pass
+
+
+def peak_memory_mib() -> float:
+    """This process's peak memory since `reset_peak_memory`: torch.cuda.max_memory_allocated on CUDA, else the peak
+    resident set size (VmHWM on Linux, getrusage's maximum elsewhere)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        import resource  # macOS: bytes (Windows has neither: let it say so)
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
 def start_run(
     folder: str | Path,
     job: str,
@@ -115,15 +151,17 @@ def start_run(
         started=time.time(),
     )
     write_run(folder, record)
+    reset_peak_memory()
     return record
 
 
 def end_run(folder: str | Path, record: RunRecord, status: str) -> RunRecord:
-    """Record how the run ended (finished, stopped or failed) and its wall time."""
+    """Record how the run ended (finished, stopped or failed), its wall time and this process's peak memory."""
     if status not in STATUSES:
         raise ValueError(f"Unknown status {status!r}; one of {STATUSES}.")
     record.status, record.finished = status, time.time()
     record.seconds = record.finished - record.started
+    record.peak_memory_mib = peak_memory_mib()
     write_run(folder, record)
     return record
 

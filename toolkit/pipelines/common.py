@@ -1,5 +1,6 @@
-"""What every pipeline does around its job: record the run in its folder, push it when it is done, turn a stop
-request into the exit status a scheduler reads, and load the SFT model an alignment job starts from."""
+"""What every pipeline does around its job: open the run (its output folder checked, the checkpoint to resume
+resolved, the seed set), record it in its folder, push it when it is done, turn a stop request into the exit status
+a scheduler reads, and load the SFT model an alignment job starts from."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,13 +8,28 @@ from pathlib import Path
 
 from accelerate import PartialState
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainingArguments, set_seed
 
 from ..adapters import lora_config, merge_adapter
 from ..loading import load_causal_lm, load_tokenizer
-from ..runs import SFT_MERGED_DIR, RunRecord, end_run, start_run
+from ..runs import SFT_MERGED_DIR, RunRecord, end_run, prepare_output_dir, start_run
 from ..stopping import JobStopped
 from ..training.arguments import AdapterArguments, RunArguments
+
+
+def open_training_run(config: TrainingArguments, run_args: RunArguments) -> str | None:
+    """The opening of every training job: refuse an output_dir that holds another run (unless overwriting or
+    resuming it), resolve the checkpoint to resume (`latest` included) into `config.resume_from_checkpoint`, and seed
+    everything with `config.seed`. Returns that checkpoint (None: a fresh run)."""
+    config.resume_from_checkpoint = prepare_output_dir(
+        config.output_dir,
+        run_args.overwrite_output_dir,
+        config.resume_from_checkpoint,
+        max_steps=config.max_steps,
+        main_process=config.process_index == 0,
+    )
+    set_seed(config.seed)
+    return config.resume_from_checkpoint
 
 
 @contextmanager

@@ -12,7 +12,6 @@ metrics.json, run.json) -> push.
 
 from dataclasses import dataclass, field
 
-from transformers import set_seed
 from trl import TrlParser
 
 from ..adapters import describe_parameters
@@ -22,9 +21,8 @@ from ..plotting import plot_online_rl_curves
 from ..rlhf.group_rl import TRAINERS, GRPOConfig, RLOOConfig
 from ..rlhf.prompts import PromptDataArguments, load_prompts
 from ..rlhf.rewards import reward_functions
-from ..runs import prepare_output_dir
 from ..training import AdapterArguments, RunArguments, train_and_save
-from .common import exit_on_stop, load_sft_model, push_finished_run, recorded_run
+from .common import exit_on_stop, load_sft_model, open_training_run, push_finished_run, recorded_run
 
 JOBS = {GRPOConfig: "grpo", RLOOConfig: "rloo"}
 
@@ -63,17 +61,11 @@ def run(
     config: GRPOConfig | RLOOConfig,
 ) -> dict:
     """GRPO or RLOO (by the config's type) from an SFT model; metrics are TRL's (reward and rewards/<name>/mean,
-    kl when beta > 0, completion lengths) plus the whole run's summary, written to metrics.json."""
+    kl when beta > 0, completion lengths) plus the whole run's summary (with episodes: completions sampled, and
+    episodes_per_second), written to metrics.json."""
     job = JOBS[type(config)]
     main_process = config.process_index == 0
-    config.resume_from_checkpoint = prepare_output_dir(
-        config.output_dir,
-        run_args.overwrite_output_dir,
-        config.resume_from_checkpoint,
-        max_steps=config.max_steps,
-        main_process=main_process,
-    )
-    set_seed(config.seed)
+    open_training_run(config, run_args)
     prompts = load_prompts(data_args)
     rewards = reward_functions(args.reward_funcs, args.reward_model_name_or_path)
     if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
@@ -94,9 +86,14 @@ def run(
     )
     if main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
+    # Newly sampled completions per optimizer step (each is trained on num_iterations times).
+    episodes = config.per_device_train_batch_size * config.world_size * config.gradient_accumulation_steps
+    episodes /= config.num_iterations
     record = dict(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
     with recorded_run(config.output_dir, job, main_process=main_process, **record):
-        metrics = train_and_save(trainer, config, plot=run_args.plot, curves=plot_online_rl_curves)
+        metrics = train_and_save(
+            trainer, config, plot=run_args.plot, curves=plot_online_rl_curves, counted_per_step={"episodes": episodes}
+        )
     push_finished_run(run_args, config.output_dir, main_process)
     return metrics
 

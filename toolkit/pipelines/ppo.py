@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import set_seed
 from trl import TrlParser
 
 from ..adapters import describe_parameters
@@ -22,9 +21,9 @@ from ..rlhf import PPOConfig, PPOTrainer
 from ..rlhf.prompts import PromptDataArguments, load_prompts
 from ..rlhf.reward import load_reward_model
 from ..rlhf.rewards import REWARD_FUNCTIONS
-from ..runs import METRICS_FILE, prepare_output_dir
+from ..runs import METRICS_FILE
 from ..training import AdapterArguments, RunArguments
-from .common import exit_on_stop, load_sft_policy, push_finished_run, recorded_run
+from .common import exit_on_stop, load_sft_policy, open_training_run, push_finished_run, recorded_run
 
 
 @dataclass
@@ -58,14 +57,7 @@ def run(
     """PPO from an SFT model with a reward model or a verifiable reward; returns the metrics history and writes
     output_dir/policy, metrics.jsonl, training_curves.png, a metrics.json summary and run.json."""
     main_process = PartialState().is_main_process
-    checkpoint = prepare_output_dir(
-        config.output_dir,
-        run_args.overwrite_output_dir,
-        config.resume_from_checkpoint,
-        max_steps=config.max_steps,
-        main_process=main_process,
-    )
-    set_seed(config.seed)
+    checkpoint = open_training_run(config, run_args)
     tokenizer = load_tokenizer(args.policy_name_or_path, pad_with_eos=True)
     tokenizer.padding_side = "left"
     policy = load_sft_policy(args.policy_name_or_path, adapter_args, config.output_dir, "PPO")
@@ -89,7 +81,15 @@ def run(
     with recorded_run(config.output_dir, "ppo", main_process=main_process, **record):
         history = trainer.train(resume_from_checkpoint=checkpoint, plot=run_args.plot)
         if main_process:
-            summary = {"steps": len(history), "first": history[0], "last": history[-1]}
+            # Each step's wall time is batch / its episodes_per_second: the rate holds across resumed sessions.
+            seconds = sum(trainer.global_batch_size / step["episodes_per_second"] for step in history)
+            summary = {
+                "steps": len(history),
+                "episodes": history[-1]["episodes"],
+                "episodes_per_second": history[-1]["episodes"] / seconds,
+                "first": history[0],
+                "last": history[-1],
+            }
             Path(config.output_dir, METRICS_FILE).write_text(json.dumps(summary, indent=2))
     push_finished_run(run_args, config.output_dir, main_process)
     return history

@@ -18,10 +18,9 @@ from trl import TrlParser
 
 from ..data import TokenBlocks, pack_for_language_modeling
 from ..parsing import argument_parser
-from ..runs import prepare_output_dir
 from ..training import PretrainDataArguments, PretrainModelArguments, RunArguments, ToolkitTrainer, train_and_save
 from ..training.setup import build_model, build_tokenizer, load_training_splits
-from .common import exit_on_stop, push_finished_run, recorded_run
+from .common import exit_on_stop, open_training_run, push_finished_run, recorded_run
 
 
 def build_parser() -> TrlParser:
@@ -61,13 +60,7 @@ def run(
     """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
     main_process = training_args.process_index == 0
     output_dir = training_args.output_dir
-    training_args.resume_from_checkpoint = prepare_output_dir(
-        output_dir,
-        run_args.overwrite_output_dir,
-        training_args.resume_from_checkpoint,
-        max_steps=training_args.max_steps,
-        main_process=main_process,
-    )
+    open_training_run(training_args, run_args)
     tokenizer, model, blocks = prepare(model_args, data_args, training_args)
     if main_process:
         print(

@@ -9,7 +9,6 @@ RewardTrainer -> train -> held-out pairwise accuracy -> save (model, curves, met
 
 from dataclasses import dataclass, field
 
-from transformers import set_seed
 from trl import RewardConfig, TrlParser
 
 from ..adapters import apply_lora, describe_parameters
@@ -17,9 +16,8 @@ from ..loading import load_tokenizer
 from ..parsing import argument_parser
 from ..rlhf.preferences import PreferenceDataArguments, load_preference_splits
 from ..rlhf.reward import evaluate_reward_model, make_reward_trainer, reward_model_from_causal_lm
-from ..runs import prepare_output_dir
 from ..training import AdapterArguments, RunArguments, train_and_save
-from .common import exit_on_stop, push_finished_run, recorded_run
+from .common import exit_on_stop, open_training_run, push_finished_run, recorded_run
 
 
 @dataclass
@@ -46,16 +44,9 @@ def run(
     """A scalar reward model on a causal LM's backbone (full or LoRA + score head), trained with TRL's
     RewardTrainer; metrics add pairwise accuracy and margin on held-out pairs, computed per pair."""
     main_process = config.process_index == 0
-    config.resume_from_checkpoint = prepare_output_dir(
-        config.output_dir,
-        run_args.overwrite_output_dir,
-        config.resume_from_checkpoint,
-        max_steps=config.max_steps,
-        main_process=main_process,
-    )
+    open_training_run(config, run_args)
     if adapter_args.method not in ("full", "lora"):
         raise ValueError(f"Reward models train with --method full or lora, not {adapter_args.method!r}.")
-    set_seed(config.seed)
     splits = load_preference_splits(data_args, config.seed)
     tokenizer = load_tokenizer(model_args.model_name_or_path, pad_with_eos=True)
     model = reward_model_from_causal_lm(model_args.model_name_or_path, tokenizer)

@@ -16,13 +16,13 @@ parse -> data (prompt/completion columns: completion-only loss; a text column: l
 from pathlib import Path
 
 import datasets
-from transformers import PreTrainedModel, set_seed
+from transformers import PreTrainedModel
 from trl import SFTConfig, TrlParser
 
 from ..adapters import METHODS, apply_lora, apply_prompt_tuning, describe_parameters, parameter_counts
 from ..loading import model_context_length
 from ..parsing import argument_parser
-from ..runs import MERGED_DIR, prepare_output_dir
+from ..runs import MERGED_DIR
 from ..training import (
     AdapterArguments,
     DataArguments,
@@ -32,7 +32,7 @@ from ..training import (
     train_and_save,
 )
 from ..training.setup import build_model, build_tokenizer, load_training_splits
-from .common import exit_on_stop, push_finished_run, recorded_run
+from .common import exit_on_stop, open_training_run, push_finished_run, recorded_run
 
 TEXT_FIELD = "text"  # SFTConfig's default dataset_text_field
 
@@ -91,13 +91,7 @@ def run(
     and with `merge_adapter` the merged LoRA model in output_dir/merged."""
     main_process = config.process_index == 0
     output_dir = config.output_dir
-    config.resume_from_checkpoint = prepare_output_dir(
-        output_dir,
-        run_args.overwrite_output_dir,
-        config.resume_from_checkpoint,
-        max_steps=config.max_steps,
-        main_process=main_process,
-    )
+    open_training_run(config, run_args)
     if model_args.model_name_or_path is None:
         raise ValueError(
             "Fine-tuning needs a pretrained model: pass --model_name_or_path (e.g. openai-community/gpt2)."
@@ -107,7 +101,6 @@ def run(
             f"--dataset_text_field {config.dataset_text_field!r}: this recipe names its columns with --text_column "
             "(or --prompt_column and --completion_column), as pretraining does."
         )
-    set_seed(config.seed)
     splits = load_training_splits(data_args)
     trust = config.trust_remote_code
     tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column, trust_remote_code=trust)

@@ -15,7 +15,7 @@ from trl import SFTTrainer
 from .. import stopping
 from .._compat import TokenWeightedEvaluation
 from ..plotting import plot_training_curves
-from ..runs import CURVES_FILE, METRICS_FILE, resolve_checkpoint
+from ..runs import CURVES_FILE, METRICS_FILE, TRAINER_STATE_FILE, read_json, resolve_checkpoint
 
 
 def perplexity(loss: float) -> float:
@@ -119,13 +119,17 @@ def train_and_save(
     extra_metrics: dict | None = None,
     after_training: Callable[[Trainer], dict] | None = None,
     curves: Callable[[list[dict], Path, str], Path | None] | None = None,
+    counted_per_step: dict[str, float] | None = None,
 ) -> dict:
     """Train (resuming if asked), evaluate, save model + tokenizer, curves and metrics.json; return the metrics.
 
     `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation) before they are written;
     `curves(log_history, path, title)` draws other curves than loss and perplexity (e.g. an RL run's rewards).
+    `counted_per_step` (e.g. {"episodes": 32}) adds each count's total over the run and its rate over this session's
+    steps (`episodes`, `episodes_per_second`; a resumed run's rate is that of its last session).
     A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and raises `toolkit.stopping.JobStopped`."""
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    resumed_at = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
     language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
@@ -150,6 +154,9 @@ def train_and_save(
         metrics["train_perplexity"] = perplexity(metrics["train_loss"])
     if tokens_per_sample is not None:
         metrics["train_tokens_per_second"] = metrics["train_samples_per_second"] * tokens_per_sample
+    for name, per_step in (counted_per_step or {}).items():
+        metrics[name] = per_step * trainer.state.global_step
+        metrics[f"{name}_per_second"] = per_step * (trainer.state.global_step - resumed_at) / metrics["train_runtime"]
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     metrics["global_step"] = trainer.state.global_step
