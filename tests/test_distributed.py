@@ -218,7 +218,8 @@ def test_two_ddp_ranks_read_disjoint_blocks_of_the_token_file(tmp_path):
 @pytest.mark.slow
 def test_dpo_on_two_processes_matches_one_process_with_the_same_global_batch(sft_model, tmp_path):
     """Same pairs per step on 1 process x 8 and 2 processes x 4, gradients all-reduced (plain SGD, as above): the same
-    adapter. (TRL's evaluation metrics are means of per-batch means, so they move with the batching: not compared.)"""
+    adapter, and the same per-pair held-out preference outcomes gathered from both processes. (TRL's own evaluation
+    metrics are means of per-batch means, so they move with the batching: not compared.)"""
     common = ["--config", str(REPO / "recipes/configs/dpo/tiny_cpu.yaml"), "--model_name_or_path", str(sft_model)]
     common += [
         "--max_steps",
@@ -241,8 +242,12 @@ def test_dpo_on_two_processes_matches_one_process_with_the_same_global_batch(sft
     assert any(a[name].abs().sum() > 0 for name in a if "lora_B" in name)
     for name in a:
         torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4, msg=name)
-    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    one, two = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
     assert two["global_step"] == 6 and 0 <= two["eval_rewards/accuracies"] <= 1
+    for key in ("before", "", "gained", "lost"):  # every one of the 40 held-out pairs, judged once
+        name = "eval_preference_accuracy" + (f"_{key}" if key else "")
+        assert two[name] == one[name], name
+    assert two["pairs"] == one["pairs"] == 6 * 8
     assert read_run(tmp_path / "two").status == "finished"
 
 

@@ -38,7 +38,11 @@ def weights(folder) -> dict[str, torch.Tensor]:
 def test_lora_dpo_trains_only_the_adapter_on_the_merged_sft_model(sft_model, tmp_path):
     metrics = dpo.main(dpo_argv(sft_model, tmp_path / "dpo"))
     assert 0 <= metrics["eval_rewards/accuracies"] <= 1 and "eval_rewards/margins" in metrics
-    assert metrics["global_step"] == 20
+    assert metrics["global_step"] == 20 and metrics["pairs"] == 20 * 8 and metrics["pairs_per_second"] > 0
+    # The policy's own preference on the 40 held-out pairs: before is the SFT model's, gains and losses add up.
+    before, after = metrics["eval_preference_accuracy_before"], metrics["eval_preference_accuracy"]
+    change = metrics["eval_preference_accuracy_gained"] - metrics["eval_preference_accuracy_lost"]
+    assert round((after - before) * 40) == change
     adapter = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)
     assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
@@ -51,7 +55,7 @@ def test_lora_dpo_trains_only_the_adapter_on_the_merged_sft_model(sft_model, tmp
         with trained.disable_adapter():
             assert torch.equal(trained(probe).logits, reference(probe).logits)
     record = read_run(tmp_path / "dpo")
-    assert (record.job, record.method, record.status) == ("dpo", "lora", "finished")
+    assert (record.job, record.method, record.status) == ("dpo", "lora", "finished") and record.peak_memory_mib > 0
     assert json.loads((tmp_path / "dpo" / "metrics.json").read_text())["global_step"] == 20
     assert (tmp_path / "dpo" / "training_curves.png").exists()
 

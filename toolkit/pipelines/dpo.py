@@ -10,16 +10,15 @@ preference accuracy -> save (model, curves, metrics.json, run.json) -> push.
 
 from dataclasses import dataclass, field
 
-from transformers import set_seed
 from trl import DPOConfig, DPOTrainer, TrlParser
 
 from ..adapters import describe_parameters
 from ..loading import load_tokenizer
 from ..parsing import argument_parser
+from ..rlhf.preference_accuracy import preference_accuracy_change, preferred_chosen
 from ..rlhf.preferences import PreferenceDataArguments, load_preference_splits
-from ..runs import prepare_output_dir
 from ..training import AdapterArguments, RunArguments, train_and_save
-from .common import exit_on_stop, load_sft_model, push_finished_run, recorded_run
+from .common import exit_on_stop, load_sft_model, open_training_run, push_finished_run, recorded_run
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -47,18 +46,12 @@ def run(
     run_args: RunArguments,
     config: DPOConfig,
 ) -> dict:
-    """Direct preference optimisation of an SFT model on chosen/rejected pairs; metrics add the held-out pairs'
-    preference accuracy (`eval_rewards/accuracies`: the policy prefers the chosen answer more than the reference does)
-    and reward margin."""
+    """Direct preference optimisation of an SFT model on chosen/rejected pairs. Metrics: TRL's on the held-out pairs
+    (`eval_rewards/accuracies`: the policy prefers the chosen answer more than the reference does; reward margins),
+    and the policy's own preference accuracy on them before and after (`eval_preference_accuracy[_before]`: log p of
+    chosen > log p of rejected), with the pairs gained, lost and the McNemar p-value; pairs and pairs_per_second."""
     main_process = config.process_index == 0
-    config.resume_from_checkpoint = prepare_output_dir(
-        config.output_dir,
-        run_args.overwrite_output_dir,
-        config.resume_from_checkpoint,
-        max_steps=config.max_steps,
-        main_process=main_process,
-    )
-    set_seed(config.seed)
+    open_training_run(config, run_args)
     splits = load_preference_splits(data_args, config.seed)
     if "prompt" not in splits["train"].column_names:
         raise ValueError(
@@ -79,9 +72,23 @@ def run(
     )
     if main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
+    held_out, batch_size = splits["validation"], config.per_device_eval_batch_size
+    # Before training the policy is the reference (a fresh LoRA adds zero; full training starts from a copy).
+    before = preferred_chosen(trainer.model, tokenizer, held_out, batch_size)
+
+    def held_out_preferences(trained: DPOTrainer) -> dict:
+        return preference_accuracy_change(before, preferred_chosen(trained.model, tokenizer, held_out, batch_size))
+
+    pairs_per_step = config.per_device_train_batch_size * config.world_size * config.gradient_accumulation_steps
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
     with recorded_run(config.output_dir, "dpo", main_process=main_process, **record):
-        metrics = train_and_save(trainer, config, plot=run_args.plot)
+        metrics = train_and_save(
+            trainer,
+            config,
+            plot=run_args.plot,
+            after_training=held_out_preferences,
+            counted_per_step={"pairs": pairs_per_step},
+        )
     push_finished_run(run_args, config.output_dir, main_process)
     return metrics
 
