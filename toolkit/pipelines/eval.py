@@ -4,7 +4,8 @@ r"""Evaluation: several models x several tasks (`toolkit.evaluation.TASKS`), sha
         recipes/eval.py --config recipes/configs/eval/tiny_cpu.yaml
 
 parse -> load every task's data (bad data fails before any model loads) -> per model: load, then per task: this
-process's records, gathered, scored once -> results.json, results.md, results.png, <model>/<task>.jsonl, run.json.
+process's records, gathered, scored once -> results.json, results.md, results.png, <model>/<task>.jsonl, run.json
+(--compare_runs: comparison.md and comparison.png, the models' scores beside their alignment runs' costs and KL).
 
 Models: anything `toolkit.loading.load_causal_lm` loads (a base model, a full fine-tune, a LoRA or prompt-tuning
 adapter folder, a Hub id), or a run folder, whose record says where its model is (a PPO run: its policy/).
@@ -31,7 +32,16 @@ from ..evaluation.significance import mcnemar_exact
 from ..evaluation.task import ArithmeticSourceArguments, Shard, Task
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer
 from ..parsing import argument_parser
-from ..runs import RESULTS_CHART, RESULTS_JSON, RESULTS_TABLE, model_dir, prepare_output_dir, read_run
+from ..runs import (
+    COMPARISON_CHART,
+    COMPARISON_TABLE,
+    RESULTS_CHART,
+    RESULTS_JSON,
+    RESULTS_TABLE,
+    model_dir,
+    prepare_output_dir,
+    read_run,
+)
 from .common import exit_on_stop, recorded_run
 
 
@@ -54,6 +64,21 @@ class CommonEvalArguments:
         metadata={
             "help": "A model's name (label): every other model is compared with it on the same examples (exact "
             "McNemar test of the right/wrong outcomes: gained, lost, p-value) where a task has such outcomes (gsm8k)."
+        },
+    )
+    compare_runs: bool = field(
+        default=False,
+        metadata={
+            "help": "With --baseline: also write comparison.md and comparison.png, each model's headline score and "
+            "change beside what its alignment run (PPO, DPO, GRPO, RLOO) cost: episodes (DPO: pairs) and their rate, "
+            "peak memory, wall time, the sampled reward curve, and with --kl_prompts its KL to the baseline."
+        },
+    )
+    kl_prompts: int = field(
+        default=0,
+        metadata={
+            "help": "With --compare_runs: estimate every model's KL to the baseline from one answer sampled at "
+            "temperature 1 for each of the first N prompts of the gsm8k (else bleu) task. 0: no KL column."
         },
     )
     limit: int | None = field(
@@ -158,6 +183,13 @@ def check_arguments(args: EvalArguments) -> None:
         )
     if len(set(args.tasks)) < len(args.tasks):
         raise ValueError(f"Each task once, please: got {args.tasks}.")
+    if args.compare_runs and args.baseline is None:
+        raise ValueError("--compare_runs compares every model with one of them: name it with --baseline <name>.")
+    if args.kl_prompts and not (args.compare_runs and {"gsm8k", "bleu"} & set(args.tasks)):
+        raise ValueError(
+            "--kl_prompts samples answers to the prompts of a generation task for --compare_runs: add --compare_runs "
+            "true and --tasks gsm8k (or bleu), or set --kl_prompts 0."
+        )
     for name in ("batch_size", "limit", "gsm8k_max_new_tokens", "bleu_max_new_tokens"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -183,6 +215,67 @@ def compare_with_baseline(scores: list[TaskScore], outcomes: dict[tuple[str, str
             if score.model != baseline:
                 test = mcnemar_exact(outcomes[baseline, score.task, metric], outcomes[score.model, score.task, metric])
                 score.metrics.update({f"{metric}_{key}": value for key, value in test.items()})
+
+
+def kl_to_baseline(
+    args: EvalArguments, labels: list[str], paths: list[str], tokenizers: list, tasks: list[Task], task_data: list
+) -> dict[str, float]:
+    """Each model's KL to the baseline (`toolkit.rlhf.comparison.sampled_kl`) on the first `kl_prompts` prompts of
+    the gsm8k (else bleu) task, with the baseline's tokenizer; the baseline's own is 0."""
+    from ..rlhf.comparison import sampled_kl
+
+    generation_task = next(name for name in ("gsm8k", "bleu") if name in args.tasks)
+    prompts = task_data[[task.name for task in tasks].index(generation_task)].items[: args.kl_prompts]
+    max_new_tokens = getattr(args, f"{generation_task}_max_new_tokens")
+    device = str(PartialState().device)
+    baseline_index = labels.index(args.baseline)
+    reference = load_causal_lm(paths[baseline_index], dtype=args.dtype, device=device)
+    kls = {args.baseline: 0.0}
+    for label, path in zip(labels, paths):
+        if label != args.baseline:
+            model = load_causal_lm(path, dtype=args.dtype, device=device)
+            estimates = sampled_kl(
+                model,
+                reference,
+                tokenizers[baseline_index],
+                prompts,
+                max_new_tokens=max_new_tokens,
+                batch_size=args.batch_size,
+            )
+            kls[label] = sum(estimates) / len(estimates)
+            del model
+    return kls
+
+
+def write_comparison(
+    args: EvalArguments, scores: list[TaskScore], labels: list[str], paths: list[str], kls: dict[str, float]
+) -> str:
+    """comparison.md and comparison.png in output_dir, on the first metric with paired outcomes (gsm8k: strict
+    match); returns the table."""
+    from ..rlhf.comparison import comparison_table, plot_comparison, training_summary
+
+    task, metric = next((score.task, m) for score in scores for m in TASKS[score.task].paired_outcomes)
+    by_model = {score.model: score for score in scores if score.task == task}
+    rows = []
+    for label, path in zip(labels, paths):
+        metrics = by_model[label].metrics
+        rows.append(
+            {
+                "name": label,
+                "score": metrics[metric],
+                "gained": metrics.get(f"{metric}_gained"),
+                "lost": metrics.get(f"{metric}_lost"),
+                "p_value": metrics.get(f"{metric}_p_value"),
+                "kl": kls.get(label),
+                "summary": training_summary(path) if Path(path).is_dir() else None,
+            }
+        )
+    title = f"{task} {metric}"
+    output_dir = Path(args.output_dir)
+    table = comparison_table(rows, title, args.baseline)
+    (output_dir / COMPARISON_TABLE).write_text(table + "\n")
+    plot_comparison(rows, title, args.baseline, output_dir / COMPARISON_CHART)
+    return table
 
 
 def run(args: EvalArguments) -> dict:
@@ -237,6 +330,7 @@ def run(args: EvalArguments) -> dict:
 
         if args.baseline is not None:
             compare_with_baseline(scores, outcomes, args.baseline)
+        kls = kl_to_baseline(args, labels, paths, tokenizers, tasks, task_data) if args.kl_prompts else {}
         report = {
             "arguments": asdict(args),
             "num_processes": state.num_processes,
@@ -248,6 +342,8 @@ def run(args: EvalArguments) -> dict:
             (output_dir / RESULTS_TABLE).write_text(table + "\n")
             plot_results(scores, labels, output_dir / RESULTS_CHART)
             print(table)
+            if args.compare_runs:
+                print(write_comparison(args, scores, labels, paths, kls))
             print(f"Results in {output_dir}: {RESULTS_JSON}, {RESULTS_TABLE}, {RESULTS_CHART}, <model>/<task>.jsonl")
     state.wait_for_everyone()
     return report
