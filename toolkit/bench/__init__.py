@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..parsing import argument_parser, subcommand_usage
+from .alignment import AlignmentBenchArguments, bench_alignment, format_alignment_results
 from .data import DataBenchArguments, bench_data, format_data_results
 from .evaluation import EvalBenchArguments, bench_eval, format_eval_results
 from .generate import GenerateBenchArguments, bench_generate, format_generate_results
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "pretrain": (PretrainBenchArguments, bench_pretrain, format_pretrain_results),
     "memory": (MemoryBenchArguments, bench_memory, format_memory_results),
     "ppo": (PPOBenchArguments, bench_ppo, format_ppo_results),
+    "alignment": (AlignmentBenchArguments, bench_alignment, format_alignment_results),
 }
 
 

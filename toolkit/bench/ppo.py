@@ -176,21 +176,28 @@ def ppo_prompts_and_tokenizer(args: PPOBenchArguments, folder: str) -> list[str]
     return [question[: args.prompt_tokens] for question in questions]
 
 
+def tiny_prompts_and_model_config(args, tokenizer_dir: str) -> tuple[list[str], dict]:
+    """The prompts and character tokenizer (saved in `tokenizer_dir`) of the tiny config, and its model shape with
+    that tokenizer's vocabulary and EOS."""
+    prompts = ppo_prompts_and_tokenizer(args, tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    vocabulary = dict(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    return prompts, {**TINY_PPO_SHAPE, **vocabulary}
+
+
 def bench_ppo(args: PPOBenchArguments) -> dict:
     """PPO episodes/s and peak memory: ours vs TRL 1.12 on the tiny config (interleaved runs, each in a fresh
     process, warm-up step excluded), then ours at the GPT-2-small shape, full policy vs LoRA."""
     trl_version = check_trl_python(args.trl_python) if args.trl_python else None
     threads = args.threads or torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tokenizer_dir:
-        prompts = ppo_prompts_and_tokenizer(args, tokenizer_dir)
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        vocabulary = dict(
-            vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id
-        )
+        prompts, model_config = tiny_prompts_and_model_config(args, tokenizer_dir)
         tiny = {
             "tokenizer_dir": tokenizer_dir,
             "prompts": prompts,
-            "model_config": {**TINY_PPO_SHAPE, **vocabulary},
+            "model_config": model_config,
             "seed": args.seed,
             "threads": threads,
             "batch_size": args.batch_size,
@@ -212,7 +219,7 @@ def bench_ppo(args: PPOBenchArguments) -> dict:
                 trl_runs.append(trl_ppo_run(tiny, args.trl_python))
         results = {
             "setup": f"{describe(TINY_PPO_SHAPE)} GPT-2 policy, reward model and value model of the same shape, "
-            f"vocabulary {len(tokenizer)}, batch {args.batch_size} (mini-batch {args.mini_batch_size}) x "
+            f"vocabulary {model_config['vocab_size']}, batch {args.batch_size} (mini-batch {args.mini_batch_size}) x "
             f"({args.prompt_tokens} prompt + {args.new_tokens} new tokens), {args.ppo_epochs} PPO epochs, "
             f"{args.steps} timed steps per run after 1 warm-up, {args.trials} runs each, torch threads {threads}",
             "memory_measure": "torch.cuda.max_memory_allocated" if torch.cuda.is_available() else "peak RSS",
