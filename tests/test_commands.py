@@ -2,6 +2,7 @@
 the Accelerate config loads with Accelerate's loader, and the recipe's own parser accepts the YAML and flags."""
 
 import ast
+import importlib
 import re
 import shlex
 from pathlib import Path
@@ -12,8 +13,8 @@ from trl import TrlParser
 
 from recipes_loader import REPO, load_recipe
 from toolkit.bench import BENCHMARKS
+from toolkit.cli import COMMANDS
 from toolkit.generation import GenerateArguments
-from toolkit.pipelines import demo, eval, ppo, pretrain, reward, sft
 from toolkit.pipelines.push import parse_arguments as parse_push_arguments
 
 README = REPO / "README.md"
@@ -73,13 +74,13 @@ def check_accelerate_launch(command: str) -> None:
 def check_toolkit_command(command: str) -> None:
     words = shlex.split(command, comments=True)
     assert words[0] == "toolkit", command
-    jobs = {"pretrain": pretrain, "sft": sft, "reward": reward, "ppo": ppo, "eval": eval, "demo": demo}
+    jobs = {name: module for name, (module, _) in COMMANDS.items() if module.startswith("toolkit.pipelines.")}
     if words[1] == "generate":
         TrlParser(GenerateArguments).parse_args_and_config(words[2:])
-    elif words[1] in jobs:
-        jobs[words[1]].build_parser().parse_args_and_config(words[2:])
     elif words[1] == "push":
         parse_push_arguments(words[2:])
+    elif words[1] in jobs:
+        importlib.import_module(jobs[words[1]]).build_parser().parse_args_and_config(words[2:])
     elif words[1] == "bench":
         arguments_class = BENCHMARKS[words[2]][0]
         TrlParser(arguments_class).parse_args_and_config(words[3:])

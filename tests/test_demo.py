@@ -13,7 +13,7 @@ from toolkit.pipelines.demo import run as run_demo
 from toolkit.runs import RUN_FILE
 
 QUICK_PLAN = REPO / "recipes/configs/demo/quick"
-EVALUATED = ("pretrained", "sft-full", "sft-lora", "sft-prompt", "ppo")
+EVALUATED = ("pretrained", "sft-full", "sft-lora", "sft-prompt", "ppo", "dpo", "grpo")
 
 
 def plan_value(stage_file: str, key: str):
@@ -71,6 +71,24 @@ def test_reward_model_beats_chance_and_ppo_raises_its_reward(demo):
     assert adapter["base_model_name_or_path"].endswith("sft-merged")
 
 
+def test_dpo_learns_to_prefer_the_right_answers_and_grpo_raises_its_reward(demo):
+    output_dir, stages = demo
+    dpo = stages["dpo"]["metrics"]
+    assert dpo["pairs"] == plan_value("7-dpo.yaml", "max_steps") * plan_value(
+        "7-dpo.yaml", "per_device_train_batch_size"
+    )
+    # The policy's own log-probs on held-out pairs of its answers: the right answer wins more often than before.
+    assert dpo["eval_preference_accuracy"] > dpo["eval_preference_accuracy_before"]
+    grpo = stages["grpo"]["metrics"]
+    assert grpo["global_step"] == plan_value("8-grpo.yaml", "max_steps")
+    assert grpo["late_reward"] > grpo["early_reward"]  # mean exact-match reward of the sampled answers rises
+    scores = stages["eval"]["metrics"]
+    for method in ("dpo", "grpo"):
+        assert scores[f"{method}/gsm8k"]["strict_match"] >= scores["sft-lora/gsm8k"]["strict_match"] - 0.05
+    report = (output_dir / "report.md").read_text()
+    assert "- DPO (dpo, " in report and "- GRPO (grpo, " in report
+
+
 def test_report_shows_every_stage_with_its_gain_over_the_model_it_started_from(demo):
     output_dir, stages = demo
     report = (output_dir / "report.md").read_text()
@@ -105,7 +123,7 @@ def test_rerun_skips_finished_stages_and_redoes_only_the_unfinished_one(demo, ca
     capsys.readouterr()
     rerun = run_demo(DemoArguments(output_dir=str(output_dir), quick=True))
     out = capsys.readouterr().out
-    for name in ("pretrain", "sft-full", "sft-lora", "sft-prompt", "reward", "ppo"):
+    for name in ("pretrain", "sft-full", "sft-lora", "sft-prompt", "reward", "ppo", "dpo", "grpo"):
         assert f"[demo] {name}: done already, skipping" in out
         assert rerun[name] == stages[name]
     assert "[demo] eval: starting" in out
@@ -124,7 +142,7 @@ def test_command_line_overrides_reach_every_stage_that_reads_them(tmp_path):
         if "synthetic_difficulty" in config:
             assert config["synthetic_difficulty"] == [2], name
         assert config.get("seed", 3) == 3, name  # every stage that has a seed (evaluation is greedy)
-    assert by_name["eval"]["models"][-1] == str(tmp_path / "ppo")
+    assert by_name["eval"]["models"][-3:] == [str(tmp_path / stage) for stage in ("ppo", "dpo", "grpo")]
     with pytest.raises(ValueError, match="--difficulty takes levels from"):
         load_plan(DemoArguments(difficulty=[4]))
 
@@ -146,3 +164,8 @@ def test_full_demo_shows_every_stage_gain(tmp_path):
     assert ppo["late_reward"] > ppo["early_reward"]  # mean exact-match reward of the sampled responses rises
     assert ppo["max_kl"] < 5.0
     assert strict["ppo"] >= strict["sft-lora"] - 0.02  # greedy accuracy: kept (its gain is within noise here)
+    dpo, grpo = stages["dpo"]["metrics"], stages["grpo"]["metrics"]
+    assert dpo["eval_preference_accuracy"] > dpo["eval_preference_accuracy_before"]
+    # 60 GRPO steps barely move this stronger model (its sampled reward stays level, see README): kept, bounded.
+    assert grpo["max_kl"] < 1.0
+    assert min(strict["dpo"], strict["grpo"]) >= strict["sft-lora"] - 0.02

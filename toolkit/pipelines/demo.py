@@ -3,7 +3,8 @@
 The demo is a plan: a folder of stage configs (`recipes/configs/demo/full/`, or `quick/` with `--quick true`), each an
 ordinary config of a recipe, run in the order of their names by the same pipelines `recipes/<job>.py` runs:
 pretrain a small GPT from scratch -> fine-tune it three ways (full, LoRA, prompt tuning) -> a reward model -> PPO
-with the exact-match reward -> evaluate every stage -> report.md. A stage file is named `<n>-<job>[-<variant>].yaml`;
+with the exact-match reward -> DPO on pairs of the LoRA model's own answers -> GRPO with the exact-match reward ->
+evaluate every stage -> report.md. A stage file is named `<n>-<job>[-<variant>].yaml`;
 its stage is named by what follows the number.
 
 Every stage writes its own run folder; running the demo again skips the stages whose run records say they finished
@@ -15,6 +16,7 @@ again by hand with its recipe.
 import importlib
 import importlib.resources
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -28,6 +30,7 @@ from ..runs import (
     METRICS_LOG_FILE,
     RESULTS_CHART,
     RESULTS_JSON,
+    TRAINER_STATE_FILE,
     checkpoints,
     is_complete,
     read_json,
@@ -35,7 +38,7 @@ from ..runs import (
 )
 from ..tasks.arithmetic import DIFFICULTIES
 
-JOBS = ("pretrain", "sft", "reward", "ppo", "eval")
+JOBS = ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "eval")
 HEADLINES = {
     ("perplexity", "perplexity"): "perplexity (lower is better)",
     ("gsm8k", "strict_match"): "exact match, strict",
@@ -138,8 +141,8 @@ def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
 
 
 def stage_record(stage: Stage) -> dict:
-    """What the report reads of a finished stage: its wall time and its metrics (PPO: the reward early and late in
-    its log; evaluation: every model's scores per task)."""
+    """What the report reads of a finished stage: its wall time and its metrics (PPO, GRPO: the sampled reward early
+    and late in the log; evaluation: every model's scores per task)."""
     folder = Path(stage.config["output_dir"])
     record = read_run(folder)
     if stage.job == "eval":
@@ -157,9 +160,26 @@ def stage_record(stage: Stage) -> dict:
             "late_reward": mean(row["objective/scores"] for row in history[-window:]),
             "max_kl": max(row["objective/kl"] for row in history),
         }
+    elif stage.job == "grpo":
+        history = [row for row in read_json(folder / TRAINER_STATE_FILE)["log_history"] if "reward" in row]
+        window = max(1, len(history) // 5)
+        metrics = {
+            **read_json(folder / METRICS_FILE),
+            "logged_steps": [row["step"] for row in history],
+            "temperature": stage.config.get("temperature"),
+            "window": window,
+            "early_reward": mean(row["reward"] for row in history[:window]),
+            "late_reward": mean(row["reward"] for row in history[-window:]),
+            "max_kl": max((row.get("kl", 0.0) for row in history), default=0.0),
+        }
     else:
         metrics = read_json(folder / METRICS_FILE)
-    return {"seconds": record.seconds, "metrics": metrics, "base_model": record.base_model}
+    return {
+        "seconds": record.seconds,
+        "peak_memory_mib": record.peak_memory_mib,
+        "metrics": metrics,
+        "base_model": record.base_model,
+    }
 
 
 def run_stage(stage: Stage, configs: Path, restart: bool) -> dict:
@@ -196,8 +216,8 @@ def starting_points(stages: list[Stage], records: dict[str, dict], evaluation: S
 
 
 def write_report(output_dir: Path, stages: list[Stage], records: dict[str, dict]) -> Path:
-    """report.md: each evaluated stage's scores and its gain over the model it started from, the reward model and
-    PPO figures, times."""
+    """report.md: each evaluated stage's scores and its gain over the model it started from, the reward model, PPO,
+    DPO and GRPO figures, times."""
     evaluation = next(stage for stage in stages if stage.job == "eval")
     scores = records[evaluation.name]["metrics"]
     starts = starting_points(stages, records, evaluation)
@@ -237,12 +257,30 @@ def write_report(output_dir: Path, stages: list[Stage], records: dict[str, dict]
                 "reference at most "
                 f"{metrics['max_kl']:.3f} nats per response."
             )
+        if stage.job == "dpo":
+            lines.append(
+                f"- DPO ({stage.name}, {metrics['pairs']:.0f} pairs of the policy's own answers): it prefers the "
+                f"right answer of {metrics['eval_preference_accuracy_before']:.3f} of the held-out pairs before -> "
+                f"{metrics['eval_preference_accuracy']:.3f} after (+{metrics['eval_preference_accuracy_gained']} / "
+                f"-{metrics['eval_preference_accuracy_lost']} pairs, McNemar p = "
+                f"{metrics['eval_preference_accuracy_p_value']:.2g})."
+            )
+        if stage.job == "grpo":
+            lines.append(
+                f"- GRPO ({stage.name}, sampled at temperature {metrics['temperature']}): mean reward "
+                f"{metrics['early_reward']:.3f} over the first {metrics['window']} logged steps -> "
+                f"{metrics['late_reward']:.3f} over the last {metrics['window']} of {len(metrics['logged_steps'])}; "
+                f"KL to the reference at most {metrics['max_kl']:.3f} nats per token."
+            )
     lines += [
         "",
-        "| stage | seconds |",
-        "|---|---:|",
-        *(f"| {name} | {record['seconds']:.0f} |" for name, record in records.items()),
-        f"| total | {sum(record['seconds'] for record in records.values()):.0f} |",
+        "| stage | seconds | peak memory (MiB) |",
+        "|---|---:|---:|",
+        *(
+            f"| {name} | {record['seconds']:.0f} | {record['peak_memory_mib'] or math.nan:,.0f} |"
+            for name, record in records.items()
+        ),
+        f"| total | {sum(record['seconds'] for record in records.values()):.0f} | |",
         "",
         f"![scores per stage]({evaluation.name}/{RESULTS_CHART})",
         "",
