@@ -54,3 +54,17 @@ def test_the_change_counts_pairs_gained_and_lost():
     assert change["eval_preference_accuracy_before"] == 0.5 and change["eval_preference_accuracy"] == 0.75
     assert (change["eval_preference_accuracy_gained"], change["eval_preference_accuracy_lost"]) == (2, 1)
     assert change["eval_preference_accuracy_p_value"] == 1.0  # 2 vs 1 disagreements: no evidence
+
+
+def test_rows_over_max_length_are_cut_as_dpo_cuts_them(model_and_tokenizer):
+    """keep_start keeps the prompt and the answer's first tokens; a longer row never reaches the model whole."""
+    model, tokenizer = model_and_tokenizer
+    prompt, answer = "Q: 10+20=\nA:", " 30"
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    ids = torch.tensor([tokenizer(prompt + answer)["input_ids"][: len(prompt_ids) + 1]])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0], dim=-1)
+    first_answer_token = logprobs[len(prompt_ids) - 1, ids[0, len(prompt_ids)]].item()
+    cut = answer_logprobs(model, tokenizer, [prompt], [answer], max_length=len(prompt_ids) + 1)
+    assert cut.item() == pytest.approx(first_answer_token, abs=1e-5)
+    assert cut.item() != pytest.approx(by_hand(model, tokenizer, prompt, answer), abs=1e-3)

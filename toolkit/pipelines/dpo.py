@@ -73,11 +73,13 @@ def run(
     if main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
     held_out, batch_size = splits["validation"], config.per_device_eval_batch_size
+    cut = dict(max_length=config.max_length, truncation_mode=config.truncation_mode)  # the pairs as DPO sees them
     # Before training the policy is the reference (a fresh LoRA adds zero; full training starts from a copy).
-    before = preferred_chosen(trainer.model, tokenizer, held_out, batch_size)
+    before = preferred_chosen(trainer.model, tokenizer, held_out, batch_size, **cut)
 
     def held_out_preferences(trained: DPOTrainer) -> dict:
-        return preference_accuracy_change(before, preferred_chosen(trained.model, tokenizer, held_out, batch_size))
+        after = preferred_chosen(trained.model, tokenizer, held_out, batch_size, **cut)
+        return preference_accuracy_change(before, after)
 
     pairs_per_step = config.per_device_train_batch_size * config.world_size * config.gradient_accumulation_steps
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])

@@ -25,9 +25,12 @@ def answer_logprobs(
     prompts: Sequence[str],
     answers: Sequence[str],
     batch_size: int = 16,
+    max_length: int | None = None,
+    truncation_mode: str = "keep_start",
 ) -> torch.Tensor:
     """log p(answer + EOS | prompt) of each row (N,), tokenized as TRL's DPO tokenizes a pair: prompt + answer as
-    one text, the answer's tokens being those after the prefix it shares with the prompt tokenized alone."""
+    one text, the answer's tokens being those after the prefix it shares with the prompt tokenized alone; rows over
+    `max_length` tokens are cut as DPO cuts them (`truncation_mode` keep_start or keep_end)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -38,6 +41,9 @@ def answer_logprobs(
             prompt_ids = tokenizer(prompt)["input_ids"]
             ids = tokenizer(prompt + answer)["input_ids"] + [tokenizer.eos_token_id]
             shared = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
+            if max_length is not None and len(ids) > max_length:
+                cut = 0 if truncation_mode == "keep_start" else len(ids) - max_length
+                ids, shared = ids[cut : cut + max_length], max(0, shared - cut)
             rows.append((ids, shared))
         width = max(len(ids) for ids, _ in rows)
         input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -56,15 +62,20 @@ def answer_logprobs(
 
 
 def preferred_chosen(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: datasets.Dataset, batch_size: int = 16
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: datasets.Dataset,
+    batch_size: int = 16,
+    **truncation,
 ) -> list[bool]:
-    """For every pair (prompt, chosen, rejected), whether the model gives the chosen answer the higher log-prob.
-    Under several processes each takes whole batches and the outcomes are gathered per pair, in order."""
+    """For every pair (prompt, chosen, rejected), whether the model gives the chosen answer the higher log-prob
+    (`truncation`: `answer_logprobs`' max_length and truncation_mode). Under several processes each takes whole
+    batches and the outcomes are gathered per pair, in order."""
     state = PartialState()
     share = batch_share(len(pairs), batch_size, state.process_index, state.num_processes)
     mine = pairs.select(share)
-    chosen = answer_logprobs(model, tokenizer, mine["prompt"], mine["chosen"], batch_size)
-    rejected = answer_logprobs(model, tokenizer, mine["prompt"], mine["rejected"], batch_size)
+    chosen = answer_logprobs(model, tokenizer, mine["prompt"], mine["chosen"], batch_size, **truncation)
+    rejected = answer_logprobs(model, tokenizer, mine["prompt"], mine["rejected"], batch_size, **truncation)
     records = [
         {"pair": index, "chosen_preferred": bool(better)} for index, better in zip(share, (chosen > rejected).tolist())
     ]
