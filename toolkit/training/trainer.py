@@ -6,6 +6,7 @@ graceful stop on SIGTERM / Ctrl-C that checkpoints first,
 
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,24 +46,33 @@ class ToolkitSFTTrainer(PerplexityLoggingMixin, TokenWeightedEvaluation, SFTTrai
 
 
 class TrainingCurvesCallback(TrainerCallback):
-    """Redraws the curves (loss/perplexity unless `curves` draws others) into `output_dir` after each evaluation and
-    at the end of training."""
+    """Draws the curves (loss/perplexity unless `curves` draws others) into `output_dir` at the end of training and,
+    for a run long enough to watch, after an evaluation once `redraw_seconds` have passed since the last drawing (a
+    drawing takes ~0.3 s: after every evaluation of a short run it would cost more than the evaluation)."""
 
-    def __init__(self, title: str = "", with_perplexity: bool = True, curves: Callable | None = None):
+    def __init__(
+        self, title: str = "", with_perplexity: bool = True, curves: Callable | None = None, redraw_seconds: float = 60
+    ):
         self.title = title
         self.with_perplexity = with_perplexity
         self.curves = curves
+        self.redraw_seconds = redraw_seconds
+        self.drawn_at = time.monotonic()
+        self.drawn_entries: int | None = None  # the log entries the file shows
 
     def draw(self, args, state):
-        if state.is_world_process_zero:
+        """Draw unless the file already shows every log entry."""
+        if state.is_world_process_zero and len(state.log_history) != self.drawn_entries:
             path = Path(args.output_dir) / CURVES_FILE
             if self.curves is None:
                 plot_training_curves(state.log_history, path, self.title, self.with_perplexity)
             else:
                 self.curves(state.log_history, path, self.title)
+            self.drawn_at, self.drawn_entries = time.monotonic(), len(state.log_history)
 
     def on_evaluate(self, args, state, control, **kwargs):
-        self.draw(args, state)
+        if time.monotonic() - self.drawn_at >= self.redraw_seconds:
+            self.draw(args, state)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.draw(args, state)
@@ -99,6 +109,18 @@ class LogBeforeSaveCallback(TrainerCallback):
         return control
 
 
+class LastEvaluationCallback(TrainerCallback):
+    """Keeps the metrics of the latest evaluation and its step: Trainer evaluates at the last step of a step-based
+    schedule, and evaluating the same weights again at the end would only repeat that pass."""
+
+    def __init__(self):
+        self.step: int | None = None
+        self.metrics: dict = {}
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.step, self.metrics = state.global_step, dict(metrics or {})
+
+
 def whole_run_train_loss(log_history: list[dict]) -> float:
     """Mean training loss over every step of the run, resumed parts included (each logged `loss` is the mean over
     the steps since the previous one). Trainer's own `train_loss` covers only the steps of its last `train()`."""
@@ -121,7 +143,8 @@ def train_and_save(
     curves: Callable[[list[dict], Path, str], Path | None] | None = None,
     counted_per_step: dict[str, float] | None = None,
 ) -> dict:
-    """Train (resuming if asked), evaluate, save model + tokenizer, curves and metrics.json; return the metrics.
+    """Train (resuming if asked), evaluate (the last step's evaluation when the schedule ran one there), save model +
+    tokenizer, curves and metrics.json; return the metrics.
 
     `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation) before they are written;
     `curves(log_history, path, title)` draws other curves than loss and perplexity (e.g. an RL run's rewards).
@@ -134,6 +157,8 @@ def train_and_save(
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
     trainer.add_callback(LogBeforeSaveCallback())  # after the callbacks that ask for a save
+    last_evaluation = LastEvaluationCallback()
+    trainer.add_callback(last_evaluation)
     drawer = TrainingCurvesCallback(Path(args.output_dir).name, with_perplexity=language_model, curves=curves)
     if plot:
         trainer.add_callback(drawer)
@@ -158,7 +183,8 @@ def train_and_save(
         metrics[name] = per_step * trainer.state.global_step
         metrics[f"{name}_per_second"] = per_step * (trainer.state.global_step - resumed_at) / metrics["train_runtime"]
     if trainer.eval_dataset is not None:
-        metrics.update(trainer.evaluate())
+        final_weights_evaluated = last_evaluation.step == trainer.state.global_step and not args.load_best_model_at_end
+        metrics.update(last_evaluation.metrics if final_weights_evaluated else trainer.evaluate())
     metrics["global_step"] = trainer.state.global_step
     if after_training is not None:
         metrics.update(after_training(trainer))
