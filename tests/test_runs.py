@@ -67,6 +67,41 @@ def test_each_run_records_its_own_peak_memory(tmp_path):
     assert big > small + 250
 
 
+OPENING_COUNTED = """
+import sys, time
+from pathlib import Path
+from transformers import TrainingArguments
+from toolkit.pipelines.common import open_training_run, recorded_run
+from toolkit.runs import read_run
+from toolkit.training import RunArguments
+root = Path(sys.argv[1])
+for name in ("counted", "uncounted"):
+    opened = open_training_run(TrainingArguments(root / name, use_cpu=True, report_to="none"), RunArguments())
+    block = b"x" * (300 * 2**20)  # data preparation: 300 MiB, every page written, and half a second
+    time.sleep(0.5)
+    del block
+    started = opened.started if name == "counted" else None
+    with recorded_run(str(root / name), "sft", main_process=True, started=started):
+        pass
+    record = read_run(root / name)
+    print(record.seconds, record.peak_memory_mib)
+"""
+
+
+@pytest.mark.skipif(not PEAK_RSS_RESET.exists(), reason="per-run peak RSS needs Linux's /proc/self/clear_refs")
+def test_a_run_counts_its_work_from_the_opening(tmp_path):
+    """A job's wall time and peak memory start when it opens its run, so the data and models it builds before
+    training count (the demo's stage times add up to its wall clock); without the opening's start they would not."""
+    result = subprocess.run(
+        [sys.executable, "-c", OPENING_COUNTED, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    (counted_seconds, counted_peak), (uncounted_seconds, uncounted_peak) = (
+        map(float, line.split()) for line in result.stdout.split("\n")[:2]
+    )
+    assert counted_seconds >= 0.5 > uncounted_seconds
+    assert counted_peak > uncounted_peak + 250
+
+
 def test_latest_is_the_newest_complete_checkpoint(tmp_path):
     checkpoint(tmp_path, 2)
     checkpoint(tmp_path, 10)  # newest by step, not by name (checkpoint-10 < checkpoint-9 as text)

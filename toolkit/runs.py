@@ -134,8 +134,10 @@ def start_run(
     method: str | None = None,
     base_model: str | None = None,
     datasets: list[str] | None = None,
+    started: float | None = None,
 ) -> RunRecord:
-    """Record a run as running in `folder` (call on the main process only) and return its record."""
+    """Record a run as running in `folder` (call on the main process only) and return its record. `started`: when
+    the job began its work (Unix time; None: now, and its peak memory is counted from now)."""
     from . import __version__
 
     if job not in JOBS:
@@ -148,10 +150,11 @@ def start_run(
         base_model=base_model,
         datasets=list(datasets or []),
         toolkit_version=__version__,
-        started=time.time(),
+        started=time.time() if started is None else started,
     )
     write_run(folder, record)
-    reset_peak_memory()
+    if started is None:
+        reset_peak_memory()
     return record
 
 

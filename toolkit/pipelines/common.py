@@ -2,8 +2,10 @@
 resolved, the seed set), record it in its folder, push it when it is done, turn a stop request into the exit status
 a scheduler reads, and load the SFT model an alignment job starts from."""
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate import PartialState
@@ -12,15 +14,24 @@ from transformers import PreTrainedModel, TrainingArguments, set_seed
 
 from ..adapters import lora_config, merge_adapter
 from ..loading import load_causal_lm, load_tokenizer
-from ..runs import SFT_MERGED_DIR, RunRecord, end_run, prepare_output_dir, start_run
+from ..runs import SFT_MERGED_DIR, RunRecord, end_run, prepare_output_dir, reset_peak_memory, start_run
 from ..stopping import JobStopped
 from ..training.arguments import AdapterArguments, RunArguments
 
 
-def open_training_run(config: TrainingArguments, run_args: RunArguments) -> str | None:
+@dataclass(frozen=True)
+class OpenedRun:
+    checkpoint: str | None  # the checkpoint to resume (None: a fresh run)
+    started: float  # Unix time the job began: its run's wall time and peak memory count data and models too
+
+
+def open_training_run(config: TrainingArguments, run_args: RunArguments) -> OpenedRun:
     """The opening of every training job: refuse an output_dir that holds another run (unless overwriting or
-    resuming it), resolve the checkpoint to resume (`latest` included) into `config.resume_from_checkpoint`, and seed
-    everything with `config.seed`. Returns that checkpoint (None: a fresh run)."""
+    resuming it), resolve the checkpoint to resume (`latest` included) into `config.resume_from_checkpoint`, seed
+    everything with `config.seed`, and start the run's clock and peak-memory count (pass `started` to
+    `recorded_run`)."""
+    started = time.time()
+    reset_peak_memory()
     config.resume_from_checkpoint = prepare_output_dir(
         config.output_dir,
         run_args.overwrite_output_dir,
@@ -29,7 +40,7 @@ def open_training_run(config: TrainingArguments, run_args: RunArguments) -> str 
         main_process=config.process_index == 0,
     )
     set_seed(config.seed)
-    return config.resume_from_checkpoint
+    return OpenedRun(config.resume_from_checkpoint, started)
 
 
 @contextmanager
@@ -41,11 +52,13 @@ def recorded_run(
     method: str | None = None,
     base_model: str | None = None,
     datasets: list[str] | None = None,
+    started: float | None = None,
 ) -> Iterator[None]:
-    """Write run.json as running, then as finished, stopped (a signal) or failed (any other exception)."""
+    """Write run.json as running, then as finished, stopped (a signal) or failed (any other exception). `started`:
+    when the job began (`OpenedRun.started`; None: now)."""
     record: RunRecord | None = None
     if main_process:
-        record = start_run(output_dir, job, method=method, base_model=base_model, datasets=datasets)
+        record = start_run(output_dir, job, method=method, base_model=base_model, datasets=datasets, started=started)
     status = "failed"
     try:
         yield

@@ -51,7 +51,7 @@ def run(
     and the policy's own preference accuracy on them before and after (`eval_preference_accuracy[_before]`: log p of
     chosen > log p of rejected), with the pairs gained, lost and the McNemar p-value; pairs and pairs_per_second."""
     main_process = config.process_index == 0
-    open_training_run(config, run_args)
+    opened = open_training_run(config, run_args)
     splits = load_preference_splits(data_args, config.seed)
     if "prompt" not in splits["train"].column_names:
         raise ValueError(
@@ -83,7 +83,7 @@ def run(
 
     pairs_per_step = config.per_device_train_batch_size * config.world_size * config.gradient_accumulation_steps
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(config.output_dir, "dpo", main_process=main_process, **record):
+    with recorded_run(config.output_dir, "dpo", main_process=main_process, started=opened.started, **record):
         metrics = train_and_save(
             trainer,
             config,

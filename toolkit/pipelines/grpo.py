@@ -65,7 +65,7 @@ def run(
     episodes_per_second), written to metrics.json."""
     job = JOBS[type(config)]
     main_process = config.process_index == 0
-    open_training_run(config, run_args)
+    opened = open_training_run(config, run_args)
     prompts = load_prompts(data_args)
     rewards = reward_functions(args.reward_funcs, args.reward_model_name_or_path)
     if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
@@ -90,7 +90,7 @@ def run(
     episodes = config.per_device_train_batch_size * config.world_size * config.gradient_accumulation_steps
     episodes /= config.num_iterations
     record = dict(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(config.output_dir, job, main_process=main_process, **record):
+    with recorded_run(config.output_dir, job, main_process=main_process, started=opened.started, **record):
         metrics = train_and_save(
             trainer, config, plot=run_args.plot, curves=plot_online_rl_curves, counted_per_step={"episodes": episodes}
         )

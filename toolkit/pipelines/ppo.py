@@ -57,7 +57,7 @@ def run(
     """PPO from an SFT model with a reward model or a verifiable reward; returns the metrics history and writes
     output_dir/policy, metrics.jsonl, training_curves.png, a metrics.json summary and run.json."""
     main_process = PartialState().is_main_process
-    checkpoint = open_training_run(config, run_args)
+    opened = open_training_run(config, run_args)
     tokenizer = load_tokenizer(args.policy_name_or_path, pad_with_eos=True)
     tokenizer.padding_side = "left"
     policy = load_sft_policy(args.policy_name_or_path, adapter_args, config.output_dir, "PPO")
@@ -78,8 +78,8 @@ def run(
     if trainer.accelerator.is_main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}")
     record = dict(method=adapter_args.method, base_model=args.policy_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(config.output_dir, "ppo", main_process=main_process, **record):
-        history = trainer.train(resume_from_checkpoint=checkpoint, plot=run_args.plot)
+    with recorded_run(config.output_dir, "ppo", main_process=main_process, started=opened.started, **record):
+        history = trainer.train(resume_from_checkpoint=opened.checkpoint, plot=run_args.plot)
         if main_process:
             # Each step's wall time is batch / its episodes_per_second: the rate holds across resumed sessions.
             seconds = sum(trainer.global_batch_size / step["episodes_per_second"] for step in history)

@@ -60,7 +60,7 @@ def run(
     """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
     main_process = training_args.process_index == 0
     output_dir = training_args.output_dir
-    open_training_run(training_args, run_args)
+    opened = open_training_run(training_args, run_args)
     tokenizer, model, blocks = prepare(model_args, data_args, training_args)
     if main_process:
         print(
@@ -75,7 +75,9 @@ def run(
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )
-    with recorded_run(output_dir, "pretrain", main_process=main_process, datasets=[data_args.dataset]):
+    with recorded_run(
+        output_dir, "pretrain", main_process=main_process, started=opened.started, datasets=[data_args.dataset]
+    ):
         metrics = train_and_save(trainer, training_args, plot=run_args.plot, tokens_per_sample=data_args.block_size)
     push_finished_run(run_args, output_dir, main_process)
     return metrics

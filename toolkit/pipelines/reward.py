@@ -44,7 +44,7 @@ def run(
     """A scalar reward model on a causal LM's backbone (full or LoRA + score head), trained with TRL's
     RewardTrainer; metrics add pairwise accuracy and margin on held-out pairs, computed per pair."""
     main_process = config.process_index == 0
-    open_training_run(config, run_args)
+    opened = open_training_run(config, run_args)
     if adapter_args.method not in ("full", "lora"):
         raise ValueError(f"Reward models train with --method full or lora, not {adapter_args.method!r}.")
     splits = load_preference_splits(data_args, config.seed)
@@ -66,7 +66,7 @@ def run(
         return {f"heldout_{name}": value for name, value in scores.items()}
 
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(config.output_dir, "reward", main_process=main_process, **record):
+    with recorded_run(config.output_dir, "reward", main_process=main_process, started=opened.started, **record):
         metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out)
     push_finished_run(run_args, config.output_dir, main_process)
     return metrics

@@ -91,7 +91,7 @@ def run(
     and with `merge_adapter` the merged LoRA model in output_dir/merged."""
     main_process = config.process_index == 0
     output_dir = config.output_dir
-    open_training_run(config, run_args)
+    opened = open_training_run(config, run_args)
     if model_args.model_name_or_path is None:
         raise ValueError(
             "Fine-tuning needs a pretrained model: pass --model_name_or_path (e.g. openai-community/gpt2)."
@@ -121,7 +121,7 @@ def run(
     trainable, total = parameter_counts(model)
     counts = dict(method=adapter_args.method, trainable_parameters=trainable, total_parameters=total)
     record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(output_dir, "sft", main_process=main_process, **record):
+    with recorded_run(output_dir, "sft", main_process=main_process, started=opened.started, **record):
         metrics = train_and_save(trainer, config, plot=run_args.plot, extra_metrics=counts)
         if adapter_args.merge_adapter and adapter_args.method == "lora" and main_process:
             merged_dir = Path(output_dir) / MERGED_DIR
