@@ -11,7 +11,7 @@ from pathlib import Path
 
 import datasets
 
-from ..tasks.arithmetic import arithmetic_splits, as_prompt_completion
+from ..tasks.arithmetic import arithmetic_splits, with_training_text
 
 SYNTHETIC_NAME = "arithmetic"
 # WikiText's files end in .raw; any of these may also be gzip-compressed (name.jsonl.gz), as hh-rlhf's are.
@@ -122,9 +122,7 @@ def load_raw(
         train_size, validation_size = synthetic_sizes
         splits = arithmetic_splits(train_size, validation_size, validation_size, tuple(synthetic_difficulty))
         # Without validation problems (size 0) the run carves its validation rows out of the training ones.
-        return datasets.DatasetDict({name: split for name, split in splits.items() if len(split)}).map(
-            as_prompt_completion
-        )
+        return with_training_text(datasets.DatasetDict({name: split for name, split in splits.items() if len(split)}))
     path = Path(source).expanduser()
     if path.exists():
         builder, files = _data_files(path)

@@ -12,7 +12,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from ..data import SYNTHETIC_NAME, load_raw, read_text_file, require_columns, require_text
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
-from ..tasks.arithmetic import as_prompt_completion
+from ..tasks.arithmetic import with_training_text
 from .gsm8k import LEGACY_STOP_STRINGS
 from .task import (
     Shard,
@@ -235,7 +235,7 @@ class BleuTask(Task):
                     )
             references = [list(segment) for segment in zip(*streams)]
         elif args.bleu_data == SYNTHETIC_NAME:
-            rows = arithmetic_examples(args, "test", args.synthetic_size).map(as_prompt_completion)
+            rows = with_training_text(arithmetic_examples(args, "test", args.synthetic_size))
             prompts, references = rows["prompt"], rows["answer"]
         else:
             dataset = pick_split(load_raw(args.bleu_data), None, args.bleu_data)

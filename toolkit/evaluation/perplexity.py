@@ -27,7 +27,7 @@ from .. import stopping
 from ..data import SYNTHETIC_NAME, load_raw, read_text_file, require_columns, require_text
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..loading import model_context_length
-from ..tasks.arithmetic import as_prompt_completion
+from ..tasks.arithmetic import with_training_text
 from .task import Shard, Task, TaskData, TaskResult, arithmetic_examples, check_gathered, pick_split
 
 IGNORE_INDEX = -100
@@ -388,7 +388,7 @@ class PerplexityTask(Task):
         source = Path(args.perplexity_data)
         if args.perplexity_data == SYNTHETIC_NAME:
             problems = arithmetic_examples(args, "test", args.synthetic_size)
-            texts = problems.map(as_prompt_completion)["text"]
+            texts = with_training_text(problems)["text"]
         elif source.is_file() and source.suffix not in TABLE_SUFFIXES:
             texts = text_file_documents(source, args.perplexity_sample_by)
         else:

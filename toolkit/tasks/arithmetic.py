@@ -65,6 +65,20 @@ def as_prompt_completion(example: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+TRAINING_TEXT_COLUMNS = ("prompt", "completion", "text", "document")
+
+
+def _training_text_columns(batch: Mapping[str, list]) -> dict[str, list[str]]:
+    rows = [as_prompt_completion({"question": q, "answer": a}) for q, a in zip(batch["question"], batch["answer"])]
+    return {name: [row[name] for row in rows] for name in TRAINING_TEXT_COLUMNS}
+
+
+def with_training_text(problems):
+    """A `datasets.Dataset` (or DatasetDict) of problems with the columns of `as_prompt_completion` added, a batch at
+    a time: mapped a row at a time, datasets' per-row overhead cost 2 s for 40000 problems."""
+    return problems.map(_training_text_columns, batched=True, batch_size=10_000)
+
+
 # ---- checking ------------------------------------------------------------------------------------------------------
 
 
@@ -293,6 +307,7 @@ __all__ = [
     "arithmetic_preference_pairs",
     "arithmetic_splits",
     "as_prompt_completion",
+    "with_training_text",
     "corrupt_solution",
     "extract_flexible",
     "extract_strict",
