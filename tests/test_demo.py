@@ -1,5 +1,5 @@
-"""`toolkit demo --quick`: every stage of the quick plan runs on CPU (under 2 minutes on one thread), shows its gain,
-and a rerun resumes instead of starting over."""
+"""`toolkit demo --quick`: every stage of the quick plan runs on CPU (under 2 minutes on 2 cores, about 3 on the
+tests' one thread), shows its gain, and a rerun resumes instead of starting over."""
 
 import json
 import math
