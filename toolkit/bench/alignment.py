@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer, TrainerCallback
 
 from .common import GPT2_SMALL_SHAPE, describe, in_fresh_process
-from .ppo import TINY_PPO_SHAPE, our_ppo_run, tiny_prompts_and_model_config
+from .ppo import TINY_PPO_SHAPE, our_ppo_run, tiny_spec
 from .trl_ppo import MemoryMeter, build_models
 
 ONLINE_METHODS = ("ppo (value model)", "ppo (value head)", "grpo", "rloo")
@@ -169,26 +169,17 @@ def bench_alignment(args: AlignmentBenchArguments) -> dict:
         )
     methods = (*ONLINE_METHODS, "dpo")
     with tempfile.TemporaryDirectory() as tokenizer_dir:
-        prompts, model_config = tiny_prompts_and_model_config(args, tokenizer_dir)
-        tiny = {
-            "tokenizer_dir": tokenizer_dir,
-            "prompts": prompts,
-            "model_config": model_config,
-            "seed": args.seed,
-            "threads": args.threads,
-            "batch_size": args.batch_size,
-            "mini_batch_size": args.batch_size,  # PPO: one optimizer step per batch, as GRPO's and RLOO's
-            "ppo_epochs": 1,
-            "num_generations": args.num_generations,
-            "new_tokens": args.new_tokens,
-            "prompt_tokens": args.prompt_tokens,
-            "warmup_steps": 1,
-            "steps": args.steps,
-            "temperature": 0.7,
-            "learning_rate": 3e-6,
-            "kl_coef": 0.05,
-            "lora_r": args.lora_r,
-        }
+        tiny = tiny_spec(
+            args,
+            tokenizer_dir,
+            args.threads,
+            mini_batch_size=args.batch_size,  # PPO: one optimizer step per batch, as GRPO's and RLOO's
+            ppo_epochs=1,
+            num_generations=args.num_generations,
+            prompt_tokens=args.prompt_tokens,
+            kl_coef=0.05,
+            lora_r=args.lora_r,
+        )
         results = {
             "setup": f"LoRA r={args.lora_r} policies (reference: the adapter-disabled policy), a reward model of the "
             f"same shape scoring every response, {args.batch_size} episodes per step ({args.num_generations} per "

@@ -176,15 +176,29 @@ def ppo_prompts_and_tokenizer(args: PPOBenchArguments, folder: str) -> list[str]
     return [question[: args.prompt_tokens] for question in questions]
 
 
-def tiny_prompts_and_model_config(args, tokenizer_dir: str) -> tuple[list[str], dict]:
-    """The prompts and character tokenizer (saved in `tokenizer_dir`) of the tiny config, and its model shape with
-    that tokenizer's vocabulary and EOS."""
+def tiny_spec(args, tokenizer_dir: str, threads: int, **settings) -> dict:
+    """The tiny config's run spec, shared by `bench ppo` and `bench alignment`: its prompts and character tokenizer
+    (saved in `tokenizer_dir`), its model shape with that tokenizer's vocabulary and EOS, the sampling and step
+    settings both benchmarks use, and `settings` (each benchmark's own) over them."""
     prompts = ppo_prompts_and_tokenizer(args, tokenizer_dir)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     vocabulary = dict(
         vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id
     )
-    return prompts, {**TINY_PPO_SHAPE, **vocabulary}
+    return {
+        "tokenizer_dir": tokenizer_dir,
+        "prompts": prompts,
+        "model_config": {**TINY_PPO_SHAPE, **vocabulary},
+        "seed": args.seed,
+        "threads": threads,
+        "batch_size": args.batch_size,
+        "new_tokens": args.new_tokens,
+        "warmup_steps": 1,
+        "steps": args.steps,
+        "temperature": 0.7,
+        "learning_rate": 3e-6,
+        **settings,
+    }
 
 
 def bench_ppo(args: PPOBenchArguments) -> dict:
@@ -193,25 +207,16 @@ def bench_ppo(args: PPOBenchArguments) -> dict:
     trl_version = check_trl_python(args.trl_python) if args.trl_python else None
     threads = args.threads or torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tokenizer_dir:
-        prompts, model_config = tiny_prompts_and_model_config(args, tokenizer_dir)
-        tiny = {
-            "tokenizer_dir": tokenizer_dir,
-            "prompts": prompts,
-            "model_config": model_config,
-            "seed": args.seed,
-            "threads": threads,
-            "batch_size": args.batch_size,
-            "mini_batch_size": args.mini_batch_size,
-            "ppo_epochs": args.ppo_epochs,
-            "new_tokens": args.new_tokens,
-            "warmup_steps": 1,
-            "steps": args.steps,
-            "temperature": 0.7,
-            "learning_rate": 3e-6,
-            # The only setup TRL's PPOTrainer takes: full policy, frozen copy as reference, separate value model.
-            "policy": "full",
-            "value": "value model",
-        }
+        # The only setup TRL's PPOTrainer takes: full policy, frozen copy as reference, separate value model.
+        tiny = tiny_spec(
+            args,
+            tokenizer_dir,
+            threads,
+            mini_batch_size=args.mini_batch_size,
+            ppo_epochs=args.ppo_epochs,
+            policy="full",
+            value="value model",
+        )
         ours_runs, trl_runs = [], []
         for _ in range(args.trials):
             ours_runs.append(in_fresh_process(our_ppo_run, tiny))
@@ -219,7 +224,8 @@ def bench_ppo(args: PPOBenchArguments) -> dict:
                 trl_runs.append(trl_ppo_run(tiny, args.trl_python))
         results = {
             "setup": f"{describe(TINY_PPO_SHAPE)} GPT-2 policy, reward model and value model of the same shape, "
-            f"vocabulary {model_config['vocab_size']}, batch {args.batch_size} (mini-batch {args.mini_batch_size}) x "
+            f"vocabulary {tiny['model_config']['vocab_size']}, batch {args.batch_size} "
+            f"(mini-batch {args.mini_batch_size}) x "
             f"({args.prompt_tokens} prompt + {args.new_tokens} new tokens), {args.ppo_epochs} PPO epochs, "
             f"{args.steps} timed steps per run after 1 warm-up, {args.trials} runs each, torch threads {threads}",
             "memory_measure": "torch.cuda.max_memory_allocated" if torch.cuda.is_available() else "peak RSS",
