@@ -159,44 +159,68 @@ def environment(pid: int) -> dict[str, str]:
 
 
 BLOCKS_EACH_RANK_READS = """
-import json, sys
+import dataclasses, json, sys
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import default_data_collator
 
 from toolkit.pipelines import pretrain
-from toolkit.training.trainer import ToolkitTrainer
 
 model_args, data_args, run_args, training_args = pretrain.build_parser().parse_args_and_config(sys.argv[1:])
 tokenizer, model, blocks = pretrain.prepare(model_args, data_args, training_args)
 train = blocks["train"]
-trainer = ToolkitTrainer(
-    model=model,
-    args=training_args,
-    train_dataset=train,
-    eval_dataset=blocks["validation"],
-    data_collator=default_data_collator,
-)
+trainer = pretrain.build_trainer(model, tokenizer, blocks, training_args)
 index_of = {tuple(train[i]["input_ids"].tolist()): i for i in range(len(train))}
 read = [index_of[tuple(row.tolist())] for batch in trainer.get_train_dataloader() for row in batch["input_ids"]]
+strided = {"read": read, "blocks": len(train)}
+
+# Two random blocks may hold the same tokens: the indices each epoch reads come from the dataloader's own sampler.
+# Training then runs those two epochs, and each rank's model sees the blocks at its indices, of each epoch.
+random_data_args = dataclasses.replace(data_args, block_sampling="random")
+tokenizer, model, blocks = pretrain.prepare(model_args, random_data_args, training_args)
+train = blocks["train"]
+trainer = pretrain.build_trainer(model, tokenizer, blocks, training_args)
+loader = trainer.get_train_dataloader()
+reads = []
+for epoch in (0, 1):
+    loader.set_epoch(epoch)
+    reads.append([index for batch in loader.batch_sampler for index in batch])
+trained = []
+model.register_forward_pre_hook(lambda _, args, kwargs: trained.extend(kwargs["input_ids"].tolist()), with_kwargs=True)
+trainer.train()
+expected = []
+for epoch, indices in enumerate(reads):
+    train.set_epoch(epoch)
+    expected += train.input_ids(indices).tolist()
+random = {"reads": reads, "blocks": len(train), "trained_on_each_epochs_blocks": trained == expected}
 rank = PartialState().process_index
-Path(training_args.output_dir, f"rank{rank}.json").write_text(json.dumps({"read": read, "blocks": len(train)}))
+Path(training_args.output_dir, f"rank{rank}.json").write_text(json.dumps({"strided": strided, "random": random}))
 """
+
+
+def assert_split_between_ranks(first: list[int], second: list[int], blocks: int) -> None:
+    """One epoch's block indices, 4 per rank and step, are split between the two ranks: each read by one of them,
+    once, except that accelerate fills the last global batch by reading the first blocks again."""
+    assert len(first) == len(second) == -(-blocks // 8) * 4
+    reads = collections.Counter(first + second)
+    assert set(reads) == set(range(blocks))
+    assert sorted(reads.values()) == [1] * (2 * blocks - len(first + second)) + [2] * (len(first + second) - blocks)
 
 
 def test_two_ddp_ranks_read_disjoint_blocks_of_the_token_file(tmp_path):
     """The pretraining pipeline's own data and Trainer under the documented 2-process launch: one epoch of the
-    memory-mapped blocks is split between the ranks, each block read by exactly one of them."""
+    memory-mapped blocks is split between the ranks, each block read by exactly one of them; with random offsets as
+    well, through two epochs of training, each of its own blocks."""
     random = np.random.default_rng(0)
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("".join(random.choice(list("abcdefghij \n"), size=20_000)))  # no two blocks alike
+    corpus.write_text("".join(random.choice(list("abcdefghij \n"), size=20_000)))  # no two strided blocks alike
     script = tmp_path / "blocks_each_rank_reads.py"
     script.write_text(BLOCKS_EACH_RANK_READS)
     output_dir = tmp_path / "ddp"
     output_dir.mkdir()
     arguments = ["--config", str(REPO / "recipes/configs/pretrain/tiny_cpu.yaml"), "--dataset", str(corpus)]
     arguments += ["--output_dir", str(output_dir), "--per_device_train_batch_size", "4", "--use_cpu", "true"]
+    arguments += ["--max_steps", "-1", "--num_train_epochs", "2", "--eval_strategy", "no", "--save_strategy", "no"]
     config = str(REPO / "accelerate_configs/multi_gpu.yaml")
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--num_processes", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -204,15 +228,16 @@ def test_two_ddp_ranks_read_disjoint_blocks_of_the_token_file(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
     ranks = [json.loads((output_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
-    blocks = ranks[0]["blocks"]
-    assert blocks == ranks[1]["blocks"] > 100
-    first, second = ranks[0]["read"], ranks[1]["read"]
-    assert len(first) == len(second) == -(-blocks // 8) * 4  # 4 rows per rank and step, the last step filled up
-    reads = collections.Counter(first + second)
-    assert set(reads) == set(range(blocks))
-    # Accelerate fills the last global batch by reading its first blocks again; every other block is read by
-    # exactly one rank, once.
-    assert sorted(reads.values()) == [1] * (2 * blocks - len(first + second)) + [2] * (len(first + second) - blocks)
+    strided = [rank["strided"] for rank in ranks]
+    assert strided[0]["blocks"] == strided[1]["blocks"] > 100
+    assert_split_between_ranks(strided[0]["read"], strided[1]["read"], strided[0]["blocks"])
+
+    offsets = [rank["random"] for rank in ranks]
+    assert offsets[0]["blocks"] == offsets[1]["blocks"] == strided[0]["blocks"]
+    for epoch in (0, 1):
+        assert_split_between_ranks(offsets[0]["reads"][epoch], offsets[1]["reads"][epoch], offsets[0]["blocks"])
+    for rank, record in enumerate(offsets):
+        assert record["trained_on_each_epochs_blocks"], f"rank {rank} trained on blocks of another epoch"
 
 
 @pytest.mark.slow

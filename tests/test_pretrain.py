@@ -65,13 +65,15 @@ def test_a_corpus_file_is_read_from_its_memory_mapped_token_file(tmp_path):
     assert isinstance(blocks["train"].stream, np.memmap) and isinstance(blocks["validation"].stream, np.memmap)
 
 
-@pytest.mark.parametrize("source", ["arithmetic", "corpus file"])
+@pytest.mark.parametrize("source", ["arithmetic", "corpus file", "random blocks"])
 def test_resumed_run_matches_uninterrupted_run(tmp_path, source):
     # Logging every 3 steps does not line up with the step-10 save: the loss is logged at every save as well.
     steps = ["--max_steps", "20", "--save_steps", "10", "--eval_steps", "10", "--logging_steps", "3"]
-    if source == "corpus file":  # blocks read from the memory-mapped token file
+    if source != "arithmetic":  # blocks read from the memory-mapped token file
         (tmp_path / "corpus.txt").write_text(CORPUS)
         steps += ["--dataset", str(tmp_path / "corpus.txt")]
+    if source == "random blocks":  # 8 steps an epoch: the run resumes inside its second epoch and ends in its third
+        steps += ["--block_sampling", "random", "--text_sample_by", "line", "--max_train_samples", "60"]
     full_dir, full = run(tmp_path, *steps, name="full")
 
     resumed_dir, _ = run(tmp_path, *steps, name="resumed")

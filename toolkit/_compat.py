@@ -7,7 +7,9 @@ exported next to saved weights and import on their own; `bench/trl_ppo.py` runs 
 
 import ctypes
 import platform
+from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 
@@ -56,6 +58,12 @@ def reuse_freed_memory() -> bool:
 # The same settings through the environment, for a process that does not call reuse_freed_memory itself (glibc reads
 # them at start-up).
 REUSE_FREED_MEMORY_ENVIRONMENT = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
+
+
+def datasets_cache_folder() -> Path:
+    """datasets 4.x: the folder datasets keeps its cache in (`HF_DATASETS_CACHE`), read when called, so a changed
+    setting is followed."""
+    return Path(datasets.config.HF_DATASETS_CACHE)
 
 
 def dataset_fingerprint(dataset) -> str:

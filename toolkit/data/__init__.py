@@ -1,6 +1,16 @@
 """Data for the toolkit: local files, Hub datasets and the built-in arithmetic task, tokenized and packed."""
 
-from .packing import TokenBlocks, pack_blocks, pack_for_language_modeling, token_stream, tokenize_texts
+from .packing import (
+    DatasetEpochCallback,
+    RandomBlocks,
+    TokenBlocks,
+    pack_blocks,
+    pack_for_language_modeling,
+    pack_streams,
+    streamed_token_file,
+    token_stream,
+    tokenize_texts,
+)
 from .sources import (
     SYNTHETIC_NAME,
     check_jsonl,
@@ -10,21 +20,29 @@ from .sources import (
     require_columns,
     require_text,
     select_first,
+    source_identity,
+    split_names,
     train_validation_splits,
 )
 
 __all__ = [
     "SYNTHETIC_NAME",
+    "DatasetEpochCallback",
+    "RandomBlocks",
     "TokenBlocks",
     "check_jsonl",
     "check_utf8",
     "load_raw",
     "pack_blocks",
     "pack_for_language_modeling",
+    "pack_streams",
     "read_text_file",
     "require_columns",
     "require_text",
     "select_first",
+    "source_identity",
+    "split_names",
+    "streamed_token_file",
     "token_stream",
     "tokenize_texts",
     "train_validation_splits",

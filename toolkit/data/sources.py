@@ -1,7 +1,8 @@
 """Where training data comes from: local files, Hub datasets, or the built-in arithmetic task.
 
-Everything ends as a `datasets.DatasetDict` with a "train" and a "validation" split, checked for emptiness and
-for the columns the recipe needs, with errors that name the file, line or column at fault.
+Everything ends as a `datasets.DatasetDict` with a "train" and a "validation" split (or, streamed, an
+`IterableDatasetDict` read as it is tokenized), checked for emptiness and for the columns the recipe needs, with
+errors that name the file, line or column at fault.
 """
 
 import codecs
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 
 import datasets
+from huggingface_hub import HfApi
 
 from ..tasks.arithmetic import arithmetic_splits, with_training_text
 
@@ -77,8 +79,13 @@ def check_jsonl(path: Path) -> None:
                 raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}.")
 
 
+def data_file_paths(path: Path) -> list[Path]:
+    """The data files a local file or folder stands for: itself, or every data file under it, in a fixed order."""
+    return sorted(p for p in path.rglob("*") if data_suffix(p) in FILE_BUILDERS) if path.is_dir() else [path]
+
+
 def _data_files(path: Path) -> tuple[str, list[str]]:
-    files = sorted(p for p in path.rglob("*") if data_suffix(p) in FILE_BUILDERS) if path.is_dir() else [path]
+    files = data_file_paths(path)
     if not files:
         raise ValueError(f"{path} holds no data files ({', '.join(FILE_BUILDERS)}, optionally .gz).")
     suffixes = {data_suffix(p) for p in files}
@@ -112,12 +119,18 @@ def load_raw(
     text_sample_by: str = "document",
     synthetic_sizes: tuple[int, int] = (2000, 200),
     synthetic_difficulty: list[int] | tuple[int, ...] = (1, 2),
-) -> datasets.DatasetDict:
+    streaming: bool = False,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Load `source` as it is: a local file or folder, 'arithmetic', or a Hub dataset id.
 
     'arithmetic' is the built-in task's first problems of each split (a fixed draw, like a dataset on disk: no
     training seed changes it), with the columns of `toolkit.tasks.arithmetic.as_prompt_completion`; a split of size 0
-    is left out."""
+    is left out. With `streaming`, files and Hub datasets are opened with the same builders as iterable datasets,
+    whose rows are read as they are consumed and never stored in datasets' Arrow cache."""
+    if source == SYNTHETIC_NAME and streaming:
+        raise ValueError(
+            f"--dataset {SYNTHETIC_NAME} is generated in memory and cannot be streamed: drop --dataset_streaming."
+        )
     if source == SYNTHETIC_NAME:
         train_size, validation_size = synthetic_sizes
         splits = arithmetic_splits(train_size, validation_size, validation_size, tuple(synthetic_difficulty))
@@ -127,10 +140,33 @@ def load_raw(
     if path.exists():
         builder, files = _data_files(path)
         kwargs = {"sample_by": text_sample_by} if builder == "text" else {}
-        return datasets.load_dataset(builder, data_files={"train": files}, **kwargs)
+        return datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming, **kwargs)
     if data_suffix(Path(source)) in FILE_BUILDERS or source.startswith((".", "/", "~")):
         raise ValueError(f"Data file {source!r} does not exist.")
-    return datasets.load_dataset(source, config_name)
+    return datasets.load_dataset(source, config_name, streaming=streaming)
+
+
+def source_identity(source: str) -> dict:
+    """What the rows `load_raw(source)` gives depend on, for naming files made from them: a local file or folder's
+    data files with their sizes and modification times, or a Hub dataset's id and current revision."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return {"files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in data_file_paths(path)]}
+    return {"hub_dataset": source, "revision": HfApi().dataset_info(source).sha}
+
+
+def split_names(
+    raw: datasets.DatasetDict | datasets.IterableDatasetDict, train_split: str, validation_split: str | None
+) -> tuple[str, str | None]:
+    """The training split's name and the validation split's: the one asked for, else 'validation', 'valid' or
+    'test' when the data has one, else None."""
+    if train_split not in raw:
+        raise ValueError(f"Split {train_split!r} not found; the data has splits {list(raw)}.")
+    if validation_split is None:
+        return train_split, next((name for name in ("validation", "valid", "test") if name in raw), None)
+    if validation_split not in raw:
+        raise ValueError(f"Split {validation_split!r} not found; the data has splits {list(raw)}.")
+    return train_split, validation_split
 
 
 def train_validation_splits(
@@ -146,15 +182,10 @@ def train_validation_splits(
     training and the held-out data. A single-row training set (one document, e.g. Tiny Shakespeare) cannot be split
     by rows: it is returned with no validation split, and `pack_for_language_modeling` holds out the tail of the
     token stream instead."""
-    if train_split not in raw:
-        raise ValueError(f"Split {train_split!r} not found; the data has splits {list(raw)}.")
+    train_split, validation_split = split_names(raw, train_split, validation_split)
     train = raw[train_split]
     if len(train) == 0:
         raise ValueError(f"The {train_split!r} split is empty.")
-    if validation_split is None:
-        validation_split = next((name for name in ("validation", "valid", "test") if name in raw), None)
-    elif validation_split not in raw:
-        raise ValueError(f"Split {validation_split!r} not found; the data has splits {list(raw)}.")
     if validation_split is not None:
         return datasets.DatasetDict(train=train, validation=raw[validation_split])
     if len(train) < 2 or validation_fraction <= 0:
@@ -163,11 +194,14 @@ def train_validation_splits(
     return datasets.DatasetDict(train=held_out["train"], validation=held_out["test"])
 
 
-def require_columns(dataset: datasets.Dataset, columns: list[str], source: str) -> None:
-    missing = [c for c in columns if c not in dataset.column_names]
+def require_columns(dataset: datasets.Dataset | datasets.IterableDataset, columns: list[str], source: str) -> None:
+    available = dataset.column_names
+    if available is None:  # a streamed dataset whose builder learns its columns from the data: its first row
+        available = list(next(iter(dataset), {}))
+    missing = [c for c in columns if c not in available]
     if missing:
         raise ValueError(
-            f"{source}: column(s) {missing} not found; available columns: {dataset.column_names}. "
+            f"{source}: column(s) {missing} not found; available columns: {available}. "
             "Name the right ones with --text_column / --prompt_column / --completion_column."
         )
 
@@ -183,12 +217,19 @@ def require_text(dataset: datasets.Dataset, columns: list[str], source: str) -> 
         if dataset.data.column(column).null_count == 0:
             continue  # Arrow counts nulls as it stores them: no need to read (and page in) the text itself
         for start in range(0, len(dataset), 10_000):
-            values = dataset[start : start + 10_000][column]
-            empty = next((index for index, value in enumerate(values) if value is None), None)
-            if empty is not None:
-                raise ValueError(
-                    f"{source}: row {start + empty} has no {column!r} (null). Drop or fill the rows without text."
-                )
+            require_text_values(dataset[start : start + 10_000][column], column, source, first_row=start)
+
+
+def require_text_values(values: list, column: str, source: str, *, first_row: int = 0) -> None:
+    """Every value must be a string (rows counted from `first_row`): a null or a non-text value names its row."""
+    for row, value in enumerate(values, start=first_row):
+        if value is None:
+            raise ValueError(f"{source}: row {row} has no {column!r} (null). Drop or fill the rows without text.")
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{source}: row {row} of column {column!r} holds {type(value).__name__} {value!r}, not text. "
+                "Name a text column, or convert it."
+            )
 
 
 def select_first(dataset: datasets.Dataset, limit: int | None) -> datasets.Dataset:

@@ -16,10 +16,10 @@ from transformers import (
 )
 from trl import TrlParser
 
-from ..data import TokenBlocks, pack_for_language_modeling
+from ..data import DatasetEpochCallback, RandomBlocks, TokenBlocks, pack_for_language_modeling, pack_streams
 from ..parsing import argument_parser
 from ..training import PretrainDataArguments, PretrainModelArguments, RunArguments, ToolkitTrainer, train_and_save
-from ..training.setup import build_model, build_tokenizer, load_training_splits
+from ..training.setup import build_model, build_tokenizer, load_training_splits, streamed_token_streams
 from .common import exit_on_stop, open_training_run, push_finished_run, recorded_run
 
 
@@ -33,22 +33,57 @@ def prepare(
     model_args: PretrainModelArguments, data_args: PretrainDataArguments, training_args: TrainingArguments
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, dict[str, TokenBlocks]]:
     """Tokenizer, fresh model and packed train/validation blocks of a pretraining run (seeded)."""
-    set_seed(training_args.seed)
-    splits = load_training_splits(data_args)
-    trust = model_args.trust_remote_code
-    tokenizer = build_tokenizer(model_args, splits["train"], data_args.text_column, trust_remote_code=trust)
-    model = build_model(model_args, tokenizer, data_args.block_size, trust_remote_code=trust)
-    with training_args.main_process_first(desc="tokenizing and packing"):
-        blocks = pack_for_language_modeling(
-            splits,
-            tokenizer,
-            data_args.text_column,
-            data_args.block_size,
-            validation_fraction=data_args.validation_fraction,
-            train_stride=data_args.block_stride,
-            num_proc=data_args.dataset_num_proc,
+    random_blocks = data_args.block_sampling == "random"
+    if random_blocks and training_args.dataloader_persistent_workers and training_args.dataloader_num_workers > 0:
+        raise ValueError(
+            "--block_sampling random gives the training dataset each new epoch, which dataloader workers kept "
+            "across epochs would never see: drop --dataloader_persistent_workers."
         )
+    set_seed(training_args.seed)
+    trust = model_args.trust_remote_code
+    # Streamed rows are read once, as they are tokenized: there is no training text to build a tokenizer from.
+    splits = None if data_args.dataset_streaming else load_training_splits(data_args)
+    train = None if splits is None else splits["train"]
+    tokenizer = build_tokenizer(model_args, train, data_args.text_column, trust_remote_code=trust)
+    model = build_model(model_args, tokenizer, data_args.block_size, trust_remote_code=trust)
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    layout = dict(
+        validation_fraction=data_args.validation_fraction,
+        train_stride=data_args.block_stride,
+        random_offsets_seed=data_seed if random_blocks else None,
+    )
+    with training_args.main_process_first(desc="tokenizing and packing"):
+        if data_args.dataset_streaming:
+            blocks = pack_streams(streamed_token_streams(data_args, tokenizer), data_args.block_size, **layout)
+        else:
+            blocks = pack_for_language_modeling(
+                splits,
+                tokenizer,
+                data_args.text_column,
+                data_args.block_size,
+                num_proc=data_args.dataset_num_proc,
+                **layout,
+            )
     return tokenizer, model, blocks
+
+
+def build_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    blocks: dict[str, TokenBlocks],
+    training_args: TrainingArguments,
+) -> ToolkitTrainer:
+    """The Trainer of a pretraining run over `prepare`'s blocks; random training blocks learn each epoch from it."""
+    train = blocks["train"]
+    return ToolkitTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=blocks["validation"],
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+        callbacks=[DatasetEpochCallback(train)] if isinstance(train, RandomBlocks) else None,
+    )
 
 
 def run(
@@ -67,14 +102,7 @@ def run(
             f"{model.__class__.__name__}: {model.num_parameters():,} parameters, vocabulary {len(tokenizer)}, "
             f"{len(blocks['train']):,} training blocks of {data_args.block_size} tokens"
         )
-    trainer = ToolkitTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=blocks["train"],
-        eval_dataset=blocks["validation"],
-        data_collator=default_data_collator,
-        processing_class=tokenizer,
-    )
+    trainer = build_trainer(model, tokenizer, blocks, training_args)
     with recorded_run(
         output_dir, "pretrain", main_process=main_process, started=opened.started, datasets=[data_args.dataset]
     ):

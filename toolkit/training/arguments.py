@@ -6,6 +6,8 @@ a setting those already have keeps their name (SFT's sequence length is `max_len
 
 from dataclasses import dataclass, field
 
+BLOCK_SAMPLING = ("strided", "random")  # --block_sampling: blocks every --block_stride tokens, or nanoGPT's offsets
+
 
 @dataclass
 class ModelArguments:
@@ -67,7 +69,11 @@ class DataArguments:
         default=None, metadata={"help": "Split to evaluate on; None: 'validation' or 'test' if present, else carved."}
     )
     validation_fraction: float = field(
-        default=0.1, metadata={"help": "Fraction held out for validation when the data has no validation split."}
+        default=0.1,
+        metadata={
+            "help": "Fraction held out for validation when the data has no validation split: rows by a fixed "
+            "shuffle; a single document or a streamed corpus holds out the tail of its tokens."
+        },
     )
     text_column: str = field(default="text", metadata={"help": "Column holding raw text (language modeling)."})
     prompt_column: str | None = field(
@@ -104,11 +110,30 @@ class PretrainDataArguments(DataArguments):
     """The data of a pretraining run: documents packed into fixed blocks (SFT's length is SFTConfig's max_length)."""
 
     block_size: int = field(default=128, metadata={"help": "Tokens per training block."})
+    block_sampling: str = field(
+        default="strided",
+        metadata={
+            "help": "Where training blocks start: 'strided' (every --block_stride tokens; each block once an "
+            "epoch, in shuffled order) or 'random' (nanoGPT's random offsets anywhere in the token stream, drawn "
+            "with replacement: an epoch is as many tokens as the data, new offsets each epoch, seeded by "
+            "--data_seed, else --seed). Validation blocks never overlap either way."
+        },
+    )
     block_stride: int | None = field(
         default=None,
         metadata={
-            "help": "Start a training block every N tokens (overlapping blocks, like nanoGPT's random offsets). "
-            "None: block_size (no overlap)."
+            "help": "Strided sampling: start a training block every N tokens (overlapping blocks when N < "
+            "block_size). None: block_size (no overlap)."
+        },
+    )
+    dataset_streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the corpus (Hub id or local files, datasets' streaming=True), tokenizing it batch by "
+            "batch straight into the token file, never into datasets' Arrow cache; the file is named by the data "
+            "(files' sizes and dates, or the Hub revision), split, row caps, text column and tokenizer, and reused. "
+            "Validation: the data's validation split, else the tail --validation_fraction of the training tokens. "
+            "Needs a tokenizer folder or Hub id (not char/bpe); tokenizes in one process (no --dataset_num_proc)."
         },
     )
     dataset_num_proc: int | None = field(
@@ -120,8 +145,15 @@ class PretrainDataArguments(DataArguments):
         super().__post_init__()
         if self.block_size < 1:
             raise ValueError(f"--block_size must be at least 1 token, got {self.block_size}.")
+        if self.block_sampling not in BLOCK_SAMPLING:
+            choices = " or ".join(map(repr, BLOCK_SAMPLING))
+            raise ValueError(f"--block_sampling must be {choices}, got {self.block_sampling!r}.")
         if self.block_stride is not None and self.block_stride < 1:
             raise ValueError(f"--block_stride must be at least 1 token (or unset), got {self.block_stride}.")
+        if self.block_stride is not None and self.block_sampling == "random":
+            raise ValueError(
+                "--block_stride spaces strided blocks; with --block_sampling random blocks start anywhere: drop one."
+            )
 
 
 @dataclass

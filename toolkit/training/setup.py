@@ -3,14 +3,24 @@
 from collections.abc import Iterable
 
 import datasets
+import numpy as np
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..adapters import merge_adapter
-from ..data import load_raw, require_columns, require_text, select_first, train_validation_splits
+from ..data import (
+    load_raw,
+    require_columns,
+    require_text,
+    select_first,
+    source_identity,
+    split_names,
+    streamed_token_file,
+    train_validation_splits,
+)
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer, model_context_length
 from ..models import GPTConfig, GPTForCausalLM, gpt_config_to_gpt2
 from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
-from .arguments import DataArguments, ModelArguments
+from .arguments import DataArguments, ModelArguments, PretrainDataArguments
 
 ARCHITECTURES = ("gpt", "gpt2")
 
@@ -41,18 +51,53 @@ def load_training_splits(args: DataArguments) -> datasets.DatasetDict:
     return splits
 
 
+def streamed_token_streams(args: PretrainDataArguments, tokenizer: PreTrainedTokenizerBase) -> dict[str, np.ndarray]:
+    """--dataset_streaming: the token stream of the train split and, when the data has one, of its validation split,
+    each streamed into its token file (`streamed_token_file`) on first use, capped at --max_train_samples /
+    --max_eval_samples rows. Without a validation split, packing holds out the tail of the training tokens."""
+    raw = load_raw(args.dataset, config_name=args.dataset_config, text_sample_by=args.text_sample_by, streaming=True)
+    return token_streams_of_streamed_splits(raw, args, tokenizer, source_identity(args.dataset))
+
+
+def token_streams_of_streamed_splits(
+    raw: datasets.IterableDatasetDict, args: PretrainDataArguments, tokenizer: PreTrainedTokenizerBase, source: dict
+) -> dict[str, np.ndarray]:
+    """`streamed_token_streams` for streamed splits `raw` of the data `source` (`source_identity`) names."""
+    train_split, validation_split = split_names(raw, args.train_split, args.validation_split)
+    streams = {}
+    for name, split, limit in (
+        ("train", train_split, args.max_train_samples),
+        ("validation", validation_split, args.max_eval_samples),
+    ):
+        if split is None:
+            continue
+        rows = raw[split] if limit is None else raw[split].take(limit)
+        require_columns(rows, [args.text_column], args.dataset)
+        # What the rows are; text_sample_by cuts text files into rows, each closed by EOS.
+        identity = {**source, "config": args.dataset_config, "split": split, "max_rows": limit}
+        identity["text_sample_by"] = args.text_sample_by
+        streams[name] = streamed_token_file(rows, tokenizer, args.text_column, identity, f"{args.dataset} ({split})")
+    return streams
+
+
 def corpus_texts(dataset: datasets.Dataset, text_column: str) -> Iterable[str]:
     for start in range(0, len(dataset), 1000):
         yield from dataset[start : start + 1000][text_column]
 
 
 def build_tokenizer(
-    args: ModelArguments, train: datasets.Dataset, text_column: str, trust_remote_code: bool = False
+    args: ModelArguments, train: datasets.Dataset | None, text_column: str, trust_remote_code: bool = False
 ) -> PreTrainedTokenizerBase:
-    """The tokenizer named by `args.tokenizer`: 'char' or 'bpe' are built from the training text."""
+    """The tokenizer named by `args.tokenizer`: 'char' or 'bpe' are built from the training text (`train`; None when
+    the data is streamed, so never held)."""
     name = args.tokenizer or args.model_name_or_path
     if name is None:
         raise ValueError("Training from scratch needs --tokenizer: 'char', 'bpe', or a tokenizer folder / Hub id.")
+    if name in ("char", "bpe") and train is None:
+        raise ValueError(
+            f"--tokenizer {name} is built from the whole training text, which --dataset_streaming never holds: pass "
+            "a tokenizer folder or Hub id (e.g. the output_dir of a run that built one), or drop --dataset_streaming."
+        )
     if name == "char":
         return build_char_tokenizer(corpus_texts(train, text_column))
     if name == "bpe":
