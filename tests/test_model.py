@@ -135,32 +135,62 @@ def gpt2_as_lm(classifier) -> GPT2LMHeadModel:
     return lm.eval()
 
 
-def test_batched_generation_layout_matches_the_model_and_never_goes_stale():
+def laid_out_weights(model) -> list[dict]:
+    """The decoding-layout copies each module keeps between `generate` calls (empty when none was made)."""
+    return [m.decoding_buffers for m in model.modules() if hasattr(m, "decoding_buffers")]
+
+
+def test_few_rows_decode_on_laid_out_weights_that_never_go_stale():
     import copy
 
-    model = tiny_model(seed=3).train()
-    prompts = torch.randint(1, VOCAB, (3, 6), generator=torch.Generator().manual_seed(6))
-    kwargs = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
+    model = tiny_model(seed=3)
+    prompts = torch.randint(1, VOCAB, (2, 6), generator=torch.Generator().manual_seed(6))
+    kwargs = dict(max_new_tokens=32, min_new_tokens=32, do_sample=False, pad_token_id=0)
 
     def argmax_loop(m):
         ids = prompts
         with torch.no_grad():
-            for _ in range(8):
+            for _ in range(32):
                 ids = torch.cat([ids, m(ids, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
         return ids
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)  # fused steps bump no version counter
-    for _ in range(2):
-        model.eval()
-        assert torch.equal(model.generate(prompts, **kwargs), argmax_loop(model))
-        decoding = [m.decoding for m in model.modules() if hasattr(m, "decoding")]
-        assert decoding and not any(decoding)  # the copies are dropped after the call
-        model.train()
-        model(prompts, labels=prompts).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    fresh = copy.deepcopy(model).eval()
-    assert torch.equal(model.eval().generate(prompts, **kwargs), fresh.generate(prompts, **kwargs))
+    before = model.generate(prompts, **kwargs)
+    assert torch.equal(before, argmax_loop(model))
+    assert all(laid_out_weights(model)) and not any(m.decoding for m in model.modules() if hasattr(m, "decoding"))
+    memory = [weight.data_ptr() for kept in laid_out_weights(model) for weight, _ in kept.values()]
+
+    # Weights changed in place with no version-counter bump, the model left in eval mode: the kept copies must be
+    # refilled from the live weights, not reused.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-2, fused=True)
+    model(prompts, labels=prompts).loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.lm_head.weight.data.mul_(-1)
+    after = model.generate(prompts, **kwargs)
+    assert [weight.data_ptr() for kept in laid_out_weights(model) for weight, _ in kept.values()] == memory  # reused
+    assert not torch.equal(after, before)
+    assert torch.equal(after, argmax_loop(model))
+    assert torch.equal(after, copy.deepcopy(model).generate(prompts, **kwargs))
+
+    model.train()
+    assert not any(laid_out_weights(model))  # training releases the copies
+
+
+@pytest.mark.parametrize(
+    ("rows", "options", "laid_out"),
+    [
+        (1, dict(max_new_tokens=32), True),
+        (2, dict(max_length=40), True),  # 6 prompt tokens + 34 new
+        (1, dict(max_new_tokens=8), False),  # too few tokens to pay for the copy
+        (3, dict(max_new_tokens=32), False),  # from 3 rows nn.Linear's layout is as fast
+        (1, dict(max_new_tokens=32, do_sample=True, num_return_sequences=3), False),
+    ],
+)
+def test_generation_lays_the_weights_out_only_where_it_pays(rows, options, laid_out):
+    model = tiny_model(seed=4)
+    prompts = torch.randint(1, VOCAB, (rows, 6), generator=torch.Generator().manual_seed(7))
+    model.generate(prompts, pad_token_id=0, eos_token_id=None, **options)
+    assert all(laid_out_weights(model)) if laid_out else not any(laid_out_weights(model))
 
 
 def test_convert_back_is_exact(gpt2_and_ours):

@@ -44,8 +44,11 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return out.transpose(1, 2).contiguous(), probs  # (B, T, H, D)
 
 
-# Decoding layout. CPU BLAS multiplies a few rows by an (in, out) weight up to 2x faster than by nn.Linear's
-# (out, in) one (GPT-2's Conv1D keeps (in, out)); `generate` uses such copies for the call (`laid_out_for_decoding`).
+# Decoding layout. CPU BLAS multiplies one or two rows by an (in, out) weight faster than by nn.Linear's (out, in)
+# one, and four or more rows slower (measured with MKL here, GPT-2 small, one thread, per token: the blocks 19 vs 24 ms
+# at one row, 47 vs 41 ms at eight; the tied LM head 6 vs 12 ms at one row, equal from four). GPT-2's Conv1D keeps
+# (in, out). `generate` decoding one or two rows multiplies by such copies (`laid_out_for_decoding`); the parameters
+# keep nn.Linear's layout for training, PEFT and checkpoints.
 
 
 def is_plain_linear(layer: nn.Module) -> bool:
@@ -53,9 +56,23 @@ def is_plain_linear(layer: nn.Module) -> bool:
     return type(layer) is nn.Linear and not hasattr(layer.weight, "ds_id")
 
 
-def decoding_layout(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(out, in) weight -> (in, out): a contiguous copy on CPU, a free transposed view elsewhere."""
-    return (weight.t().contiguous() if weight.device.type == "cpu" else weight.t()), bias
+def laid_out(layers: list[nn.Linear], buffer: tuple | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The layers' weights side by side as one (in, sum of out) weight, with their biases: on CPU copied from the live
+    weights into `buffer` when it fits (warm memory, no new pages), else into new memory; elsewhere a transposed view,
+    free."""
+    weight = layers[0].weight
+    biases = [layer.bias for layer in layers]
+    bias = None if biases[0] is None else biases[0] if len(biases) == 1 else torch.cat(biases)
+    if weight.device.type != "cpu":
+        return (weight if len(layers) == 1 else torch.cat([layer.weight for layer in layers])).t(), bias
+    shape = (weight.shape[1], sum(layer.out_features for layer in layers))
+    fits = buffer is not None and buffer[0].shape == shape and buffer[0].dtype == weight.dtype
+    copy = buffer[0] if fits else torch.empty(shape, dtype=weight.dtype)
+    column = 0
+    for layer in layers:
+        copy[:, column : column + layer.out_features].copy_(layer.weight.t())
+        column += layer.out_features
+    return copy, bias
 
 
 def decoding_linear(x: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
@@ -66,7 +83,35 @@ def decoding_linear(x: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor |
     return out.view(*x.shape[:-1], weight.shape[1])
 
 
-class GPTAttention(nn.Module):
+class DecodingLayout:
+    """A module whose plain Linear weights `generate` reads in the decoding layout.
+
+    `decoding` holds the laid-out weights inside a `generate` call only, filled from the live weights at its start,
+    so no optimizer step or in-place edit can leave them stale. On CPU their memory stays allocated between calls
+    (`decoding_buffers`) while the model is in eval mode: refilling warm memory costs less than half of faulting new
+    pages in (GPT-2 small: 150 vs 390 ms). `train()` releases it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.decoding: dict[str, tuple] = {}
+        self.decoding_buffers: dict[str, tuple] = {}
+
+    def decoding_sources(self) -> dict[str, list[nn.Linear]]:
+        """Name -> the plain Linear layers multiplied together as one weight in the decoding layout."""
+        raise NotImplementedError
+
+    def lay_out_for_decoding(self) -> None:
+        sources = self.decoding_sources().items()
+        self.decoding = {name: laid_out(layers, self.decoding_buffers.get(name)) for name, layers in sources}
+        self.decoding_buffers = {name: pair for name, pair in self.decoding.items() if pair[0].device.type == "cpu"}
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.decoding_buffers = {}
+        return super().train(mode)
+
+
+class GPTAttention(DecodingLayout, nn.Module):
     """Multi-head causal self-attention with separate q/k/v/o projections (LoRA targets `q_proj`, `v_proj`)."""
 
     def __init__(self, config: GPTConfig, layer_idx: int):
@@ -84,12 +129,11 @@ class GPTAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.o_proj.is_residual_projection = True
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.decoding: dict[str, tuple] = {}  # filled only inside `generate` (`laid_out_for_decoding`)
 
     def project_qkv(self, hidden_states):
         """q, k, v (B, T, C) each. Training runs the three plain Linear projections as one matmul on their
         concatenated weights, as GPT-2's fused c_attn does, so the gradient reaches each; `generate` runs one matmul
-        on a copy fused once per call; otherwise (PEFT layers, ZeRO-3 shards, evaluation) each runs on its own,
+        on their fused decoding layout; otherwise (PEFT layers, ZeRO-3 shards, evaluation) each runs on its own,
         since concatenating would copy every weight matrix per call."""
         if "qkv" in self.decoding:
             return decoding_linear(hidden_states, self.decoding["qkv"]).split(self.q_proj.out_features, dim=-1)
@@ -100,15 +144,10 @@ class GPTAttention(nn.Module):
         bias = torch.cat([p.bias for p in projections]) if self.q_proj.bias is not None else None
         return nn.functional.linear(hidden_states, weight, bias).split(self.q_proj.out_features, dim=-1)
 
-    def decoding_weights(self) -> dict[str, tuple]:
-        weights = {}
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        if all(is_plain_linear(p) for p in projections):
-            bias = torch.cat([p.bias for p in projections]) if self.q_proj.bias is not None else None
-            weights["qkv"] = decoding_layout(torch.cat([p.weight for p in projections]), bias)
-        if is_plain_linear(self.o_proj):
-            weights["o_proj"] = decoding_layout(self.o_proj.weight, self.o_proj.bias)
-        return weights
+    def decoding_sources(self) -> dict[str, list[nn.Linear]]:
+        qkv = [self.q_proj, self.k_proj, self.v_proj]
+        sources = {"qkv": qkv} if all(is_plain_linear(p) for p in qkv) else {}
+        return sources | ({"o_proj": [self.o_proj]} if is_plain_linear(self.o_proj) else {})
 
     def forward(self, hidden_states, attention_mask=None, cache: Cache | None = None, **kwargs):
         B, T, C = hidden_states.shape
@@ -135,7 +174,7 @@ class GPTAttention(nn.Module):
         return self.resid_dropout(out), weights
 
 
-class GPTMLP(nn.Module):
+class GPTMLP(DecodingLayout, nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.bias)
@@ -145,11 +184,10 @@ class GPTMLP(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.down_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.dropout)
-        self.decoding: dict[str, tuple] = {}  # filled only inside `generate` (`laid_out_for_decoding`)
 
-    def decoding_weights(self) -> dict[str, tuple]:
+    def decoding_sources(self) -> dict[str, list[nn.Linear]]:
         layers = {"up_proj": self.up_proj, "down_proj": self.down_proj}
-        return {name: decoding_layout(lin.weight, lin.bias) for name, lin in layers.items() if is_plain_linear(lin)}
+        return {name: [layer] for name, layer in layers.items() if is_plain_linear(layer)}
 
     def project(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return decoding_linear(x, self.decoding[name]) if name in self.decoding else getattr(self, name)(x)
@@ -177,17 +215,25 @@ class GPTBlock(GradientCheckpointingLayer):
 @contextmanager
 def laid_out_for_decoding(model: nn.Module):
     """For one `generate` call, while no weight can change: each block's plain Linear weights (q/k/v fused) and the
-    LM head in the decoding layout, made once and used for every token, dropped at the end. On CPU that is a copy
-    of those weights for the call (GPT-2 small: ~0.5 GB in float32)."""
-    modules = [m for m in model.modules() if isinstance(m, (GPTAttention, GPTMLP, GPTForCausalLM))]
+    LM head in the decoding layout, made once from the live weights and used for every token. On CPU that is a copy
+    of those weights (GPT-2 small: ~0.5 GB in float32), kept for the next call until `train()`."""
+    modules = [m for m in model.modules() if isinstance(m, DecodingLayout)]
     with torch.no_grad():
         for module in modules:
-            module.decoding = module.decoding_weights()
+            module.lay_out_for_decoding()
     try:
         yield
     finally:
         for module in modules:
             module.decoding = {}
+
+
+# Rows decoded together up to which the decoding layout pays (see "Decoding layout" above), and the fewest new tokens
+# for which it does: laying the weights out costs about as much as decoding a dozen to thirty tokens of one row (GPT-2
+# small, one thread: 150 ms into warm memory, 390 ms into new, against 11 ms saved a token).
+DECODING_LAYOUT_MAX_ROWS = 2
+DECODING_LAYOUT_MIN_NEW_TOKENS = 32
+GENERATION_SIZES = ("num_beams", "num_return_sequences", "max_new_tokens", "max_length")
 
 
 class GPTPreTrainedModel(PreTrainedModel):
@@ -289,7 +335,7 @@ class GPTModel(GPTPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=self.ln_f(hidden_states), cache=cache if use_cache else None)
 
 
-class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
+class GPTForCausalLM(DecodingLayout, GPTPreTrainedModel, GenerationMixin):
     """GPT with a language-modeling head tied to the token embedding."""
 
     _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
@@ -298,21 +344,29 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.transformer = GPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.decoding: dict[str, tuple] = {}  # filled only inside `generate` (`laid_out_for_decoding`)
         self.post_init()
 
-    def decoding_weights(self) -> dict[str, tuple]:
-        return {"lm_head": decoding_layout(self.lm_head.weight, None)} if is_plain_linear(self.lm_head) else {}
+    def decoding_sources(self) -> dict[str, list[nn.Linear]]:
+        return {"lm_head": [self.lm_head]} if is_plain_linear(self.lm_head) else {}
 
     def generate(self, *args, **kwargs):
-        """transformers' `generate`; batched decoding runs on weights laid out for it once per call
-        (`laid_out_for_decoding`). One row at a time is bound by reading the weights, whichever their layout, so
-        the copy would cost more than it saves."""
+        """transformers' `generate`; decoding one or two rows for at least `DECODING_LAYOUT_MIN_NEW_TOKENS` new tokens
+        runs on weights laid out for it once per call (`laid_out_for_decoding`)."""
         inputs = args[0] if args and torch.is_tensor(args[0]) else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
-        if inputs is None or inputs.shape[0] < 2:
+        if inputs is None or not self.decoding_layout_pays(inputs, kwargs):
             return super().generate(*args, **kwargs)
         with laid_out_for_decoding(self):
             return super().generate(*args, **kwargs)
+
+    def decoding_layout_pays(self, inputs: torch.Tensor, kwargs: dict) -> bool:
+        """Whether a `generate` call on `inputs` with `kwargs` decodes few enough rows for long enough."""
+        config = kwargs.get("generation_config") or self.generation_config
+        options = {name: kwargs.get(name, getattr(config, name)) for name in GENERATION_SIZES}
+        rows = inputs.shape[0] * max(options["num_beams"] or 1, options["num_return_sequences"] or 1)
+        new_tokens = options["max_new_tokens"]
+        if new_tokens is None:
+            new_tokens = options["max_length"] - inputs.shape[1]
+        return rows <= DECODING_LAYOUT_MAX_ROWS and new_tokens >= DECODING_LAYOUT_MIN_NEW_TOKENS
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
