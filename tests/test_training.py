@@ -13,7 +13,8 @@ from toolkit.tokenization import build_char_tokenizer
 from toolkit.training import ToolkitTrainer, TrainingCurvesCallback, train_and_save
 
 
-def test_eval_loss_is_token_weighted_over_the_whole_set(tmp_path):
+@pytest.mark.parametrize("drop_last", [False, True])  # training's dataloader_drop_last never drops eval examples
+def test_eval_loss_is_token_weighted_over_the_whole_set(tmp_path, drop_last):
     torch.manual_seed(0)
     tokenizer = build_char_tokenizer("abcdefghij ")
     model = GPTForCausalLM(
@@ -36,7 +37,9 @@ def test_eval_loss_is_token_weighted_over_the_whole_set(tmp_path):
             nll += torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item()
             tokens += int(keep.sum())
 
-    args = TrainingArguments(tmp_path, per_device_eval_batch_size=3, use_cpu=True, report_to="none")
+    args = TrainingArguments(
+        tmp_path, per_device_eval_batch_size=3, dataloader_drop_last=drop_last, use_cpu=True, report_to="none"
+    )
     trainer = ToolkitTrainer(
         model=model,
         args=args,

@@ -96,6 +96,16 @@ class TokenWeightedEvaluation:
 
     fused_lm_head = False
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        """Every example, also under `--dataloader_drop_last true`, which Trainer applies to evaluation too (that
+        setting keeps training batches full; a dropped last eval batch silently leaves examples unscored)."""
+        drop_last = self.args.dataloader_drop_last
+        self.args.dataloader_drop_last = False
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.args.dataloader_drop_last = drop_last
+
     def evaluate(self, *args, **kwargs):
         """An evaluation during training gives way to a stop request between batches (`toolkit.stopping`): it returns
         no metrics, and the step boundary that follows saves a checkpoint and stops."""
