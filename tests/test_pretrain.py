@@ -45,6 +45,13 @@ def test_tiny_config_trains_and_saves_everything(tmp_path):
     assert metrics["eval_loss"] < 0.9 * torch.log(torch.tensor(float(len(tokenizer)))).item()
 
 
+def test_total_flos_is_transformers_estimate_for_every_step(tmp_path):
+    output_dir, _ = run(tmp_path, "--max_steps", "6", "--eval_steps", "6", "--save_steps", "6")
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    parameters = AutoModelForCausalLM.from_pretrained(output_dir).num_parameters(exclude_embeddings=True)
+    assert state["total_flos"] == 6 * (6 * 8 * 64) * parameters  # 6 steps of 8 blocks of 64 tokens
+
+
 def test_gpt2_architecture_from_scratch(tmp_path):
     output_dir, metrics = run(tmp_path, "--architecture", "gpt2", "--max_steps", "5", "--eval_steps", "5")
     assert AutoModelForCausalLM.from_pretrained(output_dir).config.model_type == "gpt2"

@@ -33,12 +33,28 @@ class PerplexityLoggingMixin:
         super().log(logs, *args, **kwargs)
 
 
-class ToolkitTrainer(PerplexityLoggingMixin, TokenWeightedEvaluation, Trainer):
+class CountedParametersMixin:
+    """Trainer's FLOPs estimate (6 x tokens x non-embedding parameters, for `total_flos`) with the parameters counted
+    once per model instead of at every step: counting walks every module (0.6 ms a step, 1.3% of a Shakespeare-config
+    step)."""
+
+    counted_parameters: tuple[object, int] | None = None  # (model, its non-embedding parameter count)
+
+    def floating_point_ops(self, inputs: dict) -> int:
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self.counted_parameters is None or self.counted_parameters[0] is not self.model:
+            self.counted_parameters = (self.model, self.model.num_parameters(exclude_embeddings=True))
+        return 6 * inputs[main_input].numel() * self.counted_parameters[1]
+
+
+class ToolkitTrainer(PerplexityLoggingMixin, CountedParametersMixin, TokenWeightedEvaluation, Trainer):
     """`transformers.Trainer` that also logs perplexity, and whose eval loss is token-weighted over the whole
     evaluation set (`toolkit._compat.TokenWeightedEvaluation`)."""
 
 
-class ToolkitSFTTrainer(PerplexityLoggingMixin, TokenWeightedEvaluation, SFTTrainer):
+class ToolkitSFTTrainer(PerplexityLoggingMixin, CountedParametersMixin, TokenWeightedEvaluation, SFTTrainer):
     """TRL's `SFTTrainer` (completion-only loss, packing, padding-free) with the same extras: perplexity in the logs,
     token-weighted eval loss, entropy and token accuracy from TRL's fused LM head."""
 
