@@ -16,6 +16,7 @@ from .evaluation import EvalBenchArguments, bench_eval, format_eval_results
 from .generate import GenerateBenchArguments, bench_generate, format_generate_results
 from .memory import MemoryBenchArguments, bench_memory, format_memory_results
 from .model import ModelBenchArguments, bench_model, format_model_results
+from .nanogpt import NanoGPTBenchArguments, bench_nanogpt, format_nanogpt_results
 from .ppo import PPOBenchArguments, bench_ppo, check_trl_python, format_ppo_results
 from .pretrain import PretrainBenchArguments, bench_pretrain, format_pretrain_results
 
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "data": (DataBenchArguments, bench_data, format_data_results),
     "eval": (EvalBenchArguments, bench_eval, format_eval_results),
     "pretrain": (PretrainBenchArguments, bench_pretrain, format_pretrain_results),
+    "nanogpt": (NanoGPTBenchArguments, bench_nanogpt, format_nanogpt_results),
     "memory": (MemoryBenchArguments, bench_memory, format_memory_results),
     "ppo": (PPOBenchArguments, bench_ppo, format_ppo_results),
     "alignment": (AlignmentBenchArguments, bench_alignment, format_alignment_results),
