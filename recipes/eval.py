@@ -11,9 +11,16 @@ computed once, so the numbers do not depend on N. Any YAML key can be overridden
 
 import sys
 
-from toolkit.pipelines.eval import build_parser, main
+from toolkit.pipelines.common import job_parser, run_job
 
-__all__ = ["build_parser", "main"]
+
+def build_parser():
+    return job_parser("eval")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("eval", argv)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -8,9 +8,16 @@ Launch:
 
 import sys
 
-from toolkit.pipelines.grpo import build_parser, main
+from toolkit.pipelines.common import job_parser, run_job
 
-__all__ = ["build_parser", "main"]
+
+def build_parser():
+    return job_parser("grpo")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("grpo", argv)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -7,9 +7,16 @@ Launch:
 
 import sys
 
-from toolkit.pipelines.ppo import build_parser, main
+from toolkit.pipelines.common import job_parser, run_job
 
-__all__ = ["build_parser", "main"]
+
+def build_parser():
+    return job_parser("ppo")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("ppo", argv)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -9,9 +9,16 @@ Any YAML key can be overridden on the command line, e.g. `--max_steps 100 --outp
 
 import sys
 
-from toolkit.pipelines.pretrain import build_parser, main
+from toolkit.pipelines.common import job_parser, run_job
 
-__all__ = ["build_parser", "main"]
+
+def build_parser():
+    return job_parser("pretrain")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("pretrain", argv)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -7,9 +7,16 @@ Launch:
 
 import sys
 
-from toolkit.pipelines.rloo import build_parser, main
+from toolkit.pipelines.common import job_parser, run_job
 
-__all__ = ["build_parser", "main"]
+
+def build_parser():
+    return job_parser("rloo")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("rloo", argv)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -10,9 +10,16 @@ Any YAML key can be overridden on the command line, e.g. `--method prompt_tuning
 
 import sys
 
-from toolkit.pipelines.sft import build_parser, main
+from toolkit.pipelines.common import job_parser, run_job
 
-__all__ = ["build_parser", "main"]
+
+def build_parser():
+    return job_parser("sft")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("sft", argv)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,7 +1,6 @@
 """The alignment comparison's own measurements (toolkit/rlhf/comparison.py): the sampled KL estimate against the exact
 KL of a one-token answer, and the training-run summary read from a run folder."""
 
-import json
 import math
 
 import pytest
@@ -9,7 +8,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from toolkit.rlhf.comparison import comparison_table, sampled_kl, training_summary
-from toolkit.runs import end_run, start_run
+from toolkit.runs import JobResult, end_run, job_summary, start_run, write_summary
 from toolkit.tokenization import build_char_tokenizer
 
 PROMPTS = ["1+2=", "3+4="]
@@ -51,16 +50,16 @@ def test_one_token_answers_estimate_the_exact_kl(tokenizer):
 
 def test_the_summary_reads_what_the_run_recorded(tmp_path):
     record = start_run(tmp_path, "grpo", method="lora")
-    (tmp_path / "metrics.json").write_text(json.dumps({"episodes": 64, "episodes_per_second": 8.0, "global_step": 2}))
-    history = [{"step": 1, "reward": 0.25}, {"step": 2, "reward": 0.75}, {"step": 2, "train_loss": 0.1}]
-    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     end_run(tmp_path, record, "finished")
+    result = JobResult(metrics={"global_step": 2}, units=64, units_per_second=8.0)
+    result.curves = {"reward": [[32, 0.25], [64, 0.75]], "loss": [[64, 0.1]]}
+    write_summary(tmp_path, job_summary(record, result))
     summary = training_summary(tmp_path)
     assert (summary.job, summary.units, summary.count, summary.per_second) == ("grpo", "episodes", 64, 8.0)
-    assert summary.reward_curve == [(32, 0.25), (64, 0.75)] and summary.peak_memory_mib > 0
+    assert summary.reward_curve == [[32, 0.25], [64, 0.75]] and summary.peak_memory_mib > 0
     row = {"name": "grpo", "score": 0.5, "gained": 3, "lost": 1, "p_value": 0.625, "kl": 0.2, "summary": summary}
     table = comparison_table([row], "exact match", "sft")
-    assert "| grpo | grpo (lora) | 0.5000 | +3 / -1 | 0.62 | 0.200 | 0.250 -> 0.750 | 64 | 8.0 |" in table
+    assert "| grpo | grpo (lora) | 0.5000 | +3 / -1 | 0.62 | 0.200 | 0.250 -> 0.750 | 64 episodes | 8.0 |" in table
     sft = tmp_path / "sft"
     end_run(sft, start_run(sft, "sft", method="lora"), "finished")
     assert training_summary(sft) is None  # not an alignment run

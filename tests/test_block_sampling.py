@@ -9,7 +9,8 @@ import torch
 
 from recipes_loader import REPO, load_recipe
 from toolkit.data import RandomBlocks
-from toolkit.pipelines.pretrain import build_parser, build_trainer, prepare
+from toolkit.pipelines.common import job_parser
+from toolkit.pipelines.pretrain import build_trainer, prepare
 
 pretrain = load_recipe("pretrain")
 TINY = str(REPO / "recipes/configs/pretrain/tiny_cpu.yaml")
@@ -71,7 +72,7 @@ def test_a_100m_token_memory_map_is_read_without_memory_per_block(tmp_path):
 
 def prepared(tmp_path, *flags):
     argv = ["--config", TINY, "--output_dir", str(tmp_path / "run"), *flags]
-    model_args, data_args, _, training_args = build_parser().parse_args_and_config(argv)
+    model_args, data_args, _, training_args = job_parser("pretrain").parse_args_and_config(argv)
     return prepare(model_args, data_args, training_args), training_args
 
 

@@ -82,10 +82,10 @@ def test_generate_from_a_folder_without_a_tokenizer(tmp_path):
 
 def help_commands() -> list[list[str]]:
     from toolkit.bench import BENCHMARKS
-    from toolkit.cli import COMMANDS
+    from toolkit.cli import commands as listed
     from toolkit.scaling import MODES
 
-    commands = [[name, "--help"] for name in COMMANDS]
+    commands = [[name, "--help"] for name in listed()]
     commands += [["bench", name, "--help"] for name in BENCHMARKS] + [["scaling", name, "--help"] for name in MODES]
     return [[], ["--help"], *commands]
 

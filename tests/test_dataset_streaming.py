@@ -12,7 +12,8 @@ from transformers import ByT5Tokenizer
 from recipes_loader import REPO, load_recipe
 from toolkit.data import load_raw, source_identity, token_stream, tokenize_texts
 from toolkit.loading import load_tokenizer
-from toolkit.pipelines.pretrain import build_parser, prepare
+from toolkit.pipelines.common import job_parser
+from toolkit.pipelines.pretrain import prepare
 from toolkit.tokenization import build_char_tokenizer
 from toolkit.training import PretrainDataArguments
 from toolkit.training.setup import token_streams_of_streamed_splits
@@ -54,7 +55,7 @@ def tokenizer_folder(tmp_path, corpus):
 def streamed(tmp_path, corpus, tokenizer_folder, *flags):
     argv = ["--config", TINY, "--output_dir", str(tmp_path / "run"), "--dataset", str(corpus)]
     argv += ["--dataset_streaming", "true", "--tokenizer", str(tokenizer_folder), *flags]
-    model_args, data_args, _, training_args = build_parser().parse_args_and_config(argv)
+    model_args, data_args, _, training_args = job_parser("pretrain").parse_args_and_config(argv)
     _, _, blocks = prepare(model_args, data_args, training_args)
     return blocks
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from recipes_loader import REPO
-from toolkit.pipelines.demo import DemoArguments, load_plan
+from toolkit.pipelines.demo import DemoArguments, load_plan, task_scores
 from toolkit.pipelines.demo import run as run_demo
 from toolkit.runs import RUN_FILE
 
@@ -47,7 +47,7 @@ def test_each_fine_tuning_method_lowers_its_validation_loss(demo, method):
 
 def test_fine_tuning_gains_over_the_pretrained_model(demo):
     _, stages = demo
-    scores = stages["eval"]["metrics"]
+    scores = task_scores(stages["eval"]["metrics"])
     for method in ("sft-full", "sft-lora", "sft-prompt"):
         assert scores[f"{method}/perplexity"]["perplexity"] < scores["pretrained/perplexity"]["perplexity"] / 2
     for method in ("sft-full", "sft-lora"):  # a 2-layer GPT computes after 600 steps: SFT answers, not just formats
@@ -63,9 +63,10 @@ def test_reward_model_beats_chance_and_ppo_raises_its_reward(demo):
     ppo = stages["ppo"]["metrics"]
     assert ppo["first"]["objective/kl"] == 0.0  # the first rollout comes from the reference weights
     assert ppo["steps"] == plan_value("6-ppo.yaml", "max_steps")
-    assert ppo["late_reward"] > ppo["early_reward"]  # mean exact-match reward of the sampled responses rises
-    assert ppo["max_kl"] < 5.0
-    scores = stages["eval"]["metrics"]
+    reward = ppo["headline"]  # mean exact-match reward of the sampled responses, first and last fifth: it rises
+    assert reward["reward_last_fifth"] > reward["reward_first_fifth"]
+    assert reward["kl_max"] < 5.0
+    scores = task_scores(stages["eval"]["metrics"])
     assert scores["ppo/gsm8k"]["strict_match"] >= scores["sft-lora/gsm8k"]["strict_match"] - 0.03
     adapter = json.loads((output_dir / "ppo" / "policy" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"].endswith("sft-merged")
@@ -74,19 +75,21 @@ def test_reward_model_beats_chance_and_ppo_raises_its_reward(demo):
 def test_dpo_learns_to_prefer_the_right_answers_and_grpo_raises_its_reward(demo):
     output_dir, stages = demo
     dpo = stages["dpo"]["metrics"]
-    assert dpo["pairs"] == plan_value("7-dpo.yaml", "max_steps") * plan_value(
+    assert dpo["units"] == plan_value("7-dpo.yaml", "max_steps") * plan_value(
         "7-dpo.yaml", "per_device_train_batch_size"
     )
     # The policy's own log-probs on held-out pairs of its answers: the right answer wins more often than before.
     assert dpo["eval_preference_accuracy"] > dpo["eval_preference_accuracy_before"]
     grpo = stages["grpo"]["metrics"]
     assert grpo["global_step"] == plan_value("8-grpo.yaml", "max_steps")
-    assert grpo["late_reward"] > grpo["early_reward"]  # mean exact-match reward of the sampled answers rises
-    scores = stages["eval"]["metrics"]
+    # The mean exact-match reward of the sampled answers rises.
+    assert grpo["headline"]["reward_last_fifth"] > grpo["headline"]["reward_first_fifth"]
+    scores = task_scores(stages["eval"]["metrics"])
     for method in ("dpo", "grpo"):
         assert scores[f"{method}/gsm8k"]["strict_match"] >= scores["sft-lora/gsm8k"]["strict_match"] - 0.05
     report = (output_dir / "report.md").read_text()
-    assert "- DPO (dpo, " in report and "- GRPO (grpo, " in report
+    assert f"- dpo (dpo, lora): {dpo['units']:,.0f} pairs; eval_preference_accuracy_before " in report
+    assert "- grpo (grpo, lora): " in report and "; reward_last_fifth " in report
 
 
 def test_report_shows_every_stage_with_its_gain_over_the_model_it_started_from(demo):
@@ -96,7 +99,7 @@ def test_report_shows_every_stage_with_its_gain_over_the_model_it_started_from(d
         assert f"| {name} |" in report
     assert report.count("(+") + report.count("(-") >= 4 * (len(EVALUATED) - 1)
     assert (output_dir / "eval" / "results.png").stat().st_size > 10_000
-    scores = stages["eval"]["metrics"]
+    scores = task_scores(stages["eval"]["metrics"])
     assert all(math.isfinite(scores[f"{name}/perplexity"]["perplexity"]) for name in EVALUATED)
     # The gains are read from each run's recorded base model: PPO's against the LoRA model it started from.
     gain = scores["ppo/gsm8k"]["strict_match"] - scores["sft-lora/gsm8k"]["strict_match"]
@@ -127,7 +130,7 @@ def test_rerun_skips_finished_stages_and_redoes_only_the_unfinished_one(demo, ca
         assert f"[demo] {name}: done already, skipping" in out
         assert rerun[name] == stages[name]
     assert "[demo] eval: starting" in out
-    assert rerun["eval"]["metrics"] == stages["eval"]["metrics"]  # same models, same greedy outputs
+    assert task_scores(rerun["eval"]["metrics"]) == task_scores(stages["eval"]["metrics"])  # same greedy outputs
 
 
 def test_command_line_overrides_reach_every_stage_that_reads_them(tmp_path):
@@ -152,7 +155,7 @@ def test_full_demo_shows_every_stage_gain(tmp_path):
     """The default plan (about 10 minutes with the tests' single thread): the pretrained model computes, and each
     later stage gains."""
     stages = run_demo(DemoArguments(output_dir=str(tmp_path)))
-    scores = stages["eval"]["metrics"]
+    scores = task_scores(stages["eval"]["metrics"])
     strict = {name: scores[f"{name}/gsm8k"]["strict_match"] for name in EVALUATED}
     for method in ("sft-full", "sft-lora"):
         assert strict[method] > strict["pretrained"] + 0.3  # the pretrained model has never seen Question:/Answer:
@@ -160,12 +163,12 @@ def test_full_demo_shows_every_stage_gain(tmp_path):
     assert strict["sft-lora"] > 0.5  # it computes, not just formats
     reward = stages["reward"]["metrics"]
     assert reward["heldout_accuracy_ci_low"] > 0.6  # well above chance on correct vs corrupted solutions
-    ppo = stages["ppo"]["metrics"]
-    assert ppo["late_reward"] > ppo["early_reward"]  # mean exact-match reward of the sampled responses rises
-    assert ppo["max_kl"] < 5.0
+    ppo = stages["ppo"]["metrics"]["headline"]
+    assert ppo["reward_last_fifth"] > ppo["reward_first_fifth"]  # mean exact-match reward of the samples rises
+    assert ppo["kl_max"] < 5.0
     assert strict["ppo"] >= strict["sft-lora"] - 0.02  # greedy accuracy: kept (its gain is within noise here)
     dpo, grpo = stages["dpo"]["metrics"], stages["grpo"]["metrics"]
     assert dpo["eval_preference_accuracy"] > dpo["eval_preference_accuracy_before"]
     # 60 GRPO steps barely move this stronger model (its sampled reward stays level, see README): kept, bounded.
-    assert grpo["max_kl"] < 1.0
+    assert grpo["headline"]["kl_max"] < 1.0
     assert min(strict["dpo"], strict["grpo"]) >= strict["sft-lora"] - 0.02

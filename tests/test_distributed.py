@@ -98,7 +98,7 @@ def sft_model(tmp_path_factory):
 def test_ppo_under_the_documented_two_process_launch_is_distributed(sft_model, tmp_path):
     """`accelerate launch --config_file accelerate_configs/multi_gpu.yaml --num_processes 2 recipes/ppo.py`: both
     ranks form one job (episodes per step double), and the main process alone writes the metrics."""
-    common = ["--config", str(REPO / "recipes/configs/ppo/tiny_cpu.yaml"), "--policy_name_or_path", str(sft_model)]
+    common = ["--config", str(REPO / "recipes/configs/ppo/tiny_cpu.yaml"), "--model_name_or_path", str(sft_model)]
     common += ["--max_steps", "2", "--save_steps", "2"]
     load_recipe("ppo").main([*common, "--output_dir", str(tmp_path / "one")])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -165,8 +165,9 @@ from pathlib import Path
 from accelerate import PartialState
 
 from toolkit.pipelines import pretrain
+from toolkit.pipelines.common import job_parser
 
-model_args, data_args, run_args, training_args = pretrain.build_parser().parse_args_and_config(sys.argv[1:])
+model_args, data_args, run_args, training_args = job_parser("pretrain").parse_args_and_config(sys.argv[1:])
 tokenizer, model, blocks = pretrain.prepare(model_args, data_args, training_args)
 train = blocks["train"]
 trainer = pretrain.build_trainer(model, tokenizer, blocks, training_args)
@@ -272,7 +273,7 @@ def test_dpo_on_two_processes_matches_one_process_with_the_same_global_batch(sft
     for key in ("before", "", "gained", "lost"):  # every one of the 40 held-out pairs, judged once
         name = "eval_preference_accuracy" + (f"_{key}" if key else "")
         assert two[name] == one[name], name
-    assert two["pairs"] == one["pairs"] == 6 * 8
+    assert two["units"] == one["units"] == 6 * 8
     assert read_run(tmp_path / "two").status == "finished"
 
 

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from summaries import checked_summary
 
 from recipes_loader import REPO, load_recipe
 from toolkit.loading import load_causal_lm
@@ -37,8 +38,9 @@ def weights(folder) -> dict[str, torch.Tensor]:
 
 def test_lora_dpo_trains_only_the_adapter_on_the_merged_sft_model(sft_model, tmp_path):
     metrics = dpo.main(dpo_argv(sft_model, tmp_path / "dpo"))
+    assert checked_summary(tmp_path / "dpo", "dpo")["units"] == metrics["units"]
     assert 0 <= metrics["eval_rewards/accuracies"] <= 1 and "eval_rewards/margins" in metrics
-    assert metrics["global_step"] == 20 and metrics["pairs"] == 20 * 8 and metrics["pairs_per_second"] > 0
+    assert metrics["global_step"] == 20 and metrics["units"] == 20 * 8 and metrics["units_per_second"] > 0
     # The policy's own preference on the 40 held-out pairs: before is the SFT model's, gains and losses add up.
     before, after = metrics["eval_preference_accuracy_before"], metrics["eval_preference_accuracy"]
     change = metrics["eval_preference_accuracy_gained"] - metrics["eval_preference_accuracy_lost"]

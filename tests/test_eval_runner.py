@@ -12,10 +12,11 @@ import time
 
 import pytest
 import torch
+from summaries import checked_summary
 from transformers import AutoModelForCausalLM
 
 from recipes_loader import REPO, load_recipe
-from toolkit import GPTConfig, GPTForCausalLM
+from toolkit import GPTConfig, GPTForCausalLM, evaluate_models
 from toolkit.adapters import apply_lora
 from toolkit.cli import main as toolkit_main
 from toolkit.evaluation import (
@@ -30,7 +31,6 @@ from toolkit.evaluation.task import Shard, batch_share, generation_records, proc
 from toolkit.generation import generate_greedy
 from toolkit.loading import load_causal_lm, load_tokenizer
 from toolkit.pipelines.eval import EvalArguments
-from toolkit.pipelines.eval import run as evaluate_models
 from toolkit.runs import read_run
 from toolkit.tasks.arithmetic import as_prompt_completion, make_arithmetic_dataset
 from toolkit.tokenization import build_char_tokenizer
@@ -214,6 +214,8 @@ def test_recipe_runs_the_tiny_cpu_config(models, tmp_path):
     ]
     for name in ("results.json", "results.md", "results.png", "base/gsm8k.jsonl", "lora/bleu.jsonl"):
         assert (tmp_path / "eval" / name).stat().st_size > 0, name
+    summary = checked_summary(tmp_path / "eval", "eval")
+    assert summary["units"] == 2 * 3 * 2 and summary["headline"]["lora/gsm8k/strict_match"] in (0.0, 0.5, 1.0)
 
 
 def test_toolkit_eval_command(models, tmp_path, capsys):

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from summaries import checked_summary
 
 from recipes_loader import REPO, load_recipe
 from toolkit import GPTConfig, GPTForCausalLM
@@ -45,7 +46,9 @@ def logged(folder, key):
 def test_tiny_config_runs_and_lora_trains_only_the_adapter(job, sft_model, tmp_path):
     out = tmp_path / job
     metrics = RECIPES[job].main(argv(job, sft_model, out, *DIGITS))
-    assert metrics["global_step"] == 10 and metrics["episodes"] == 10 * 8 and metrics["episodes_per_second"] > 0
+    assert checked_summary(out, job)["headline"].keys() == {"reward_first_fifth", "reward_last_fifth", "kl_max"}
+    assert metrics["global_step"] == 10 and metrics["units"] == 10 * 8 and metrics["units_per_second"] > 0
+    assert metrics["unit"] == "episodes" and len(metrics["curves"]["reward"]) == 10
     assert len(logged(out, "rewards/digit_share/mean")) == 10 and len(logged(out, "kl")) == 10
     adapter = load_file(out / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from summaries import checked_summary
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipes_loader import REPO, load_recipe
@@ -31,8 +32,9 @@ def test_tiny_config_trains_and_saves_everything(tmp_path):
     assert metrics["global_step"] == 30
     assert metrics["eval_loss"] < metrics["train_loss"] + 1  # evaluated on held-out blocks
     assert metrics["eval_perplexity"] == pytest.approx(float(torch.tensor(metrics["eval_loss"]).exp()), rel=1e-6)
-    saved = json.loads((output_dir / "metrics.json").read_text())
-    assert saved["eval_loss"] == metrics["eval_loss"]
+    saved = checked_summary(output_dir, "pretrain")
+    assert saved["eval_loss"] == metrics["eval_loss"] == saved["headline"]["eval_loss"]
+    assert saved["curves"]["eval_loss"][-1][1] == metrics["eval_loss"]
     assert (output_dir / "training_curves.png").stat().st_size > 10_000
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-30"]
 
@@ -62,12 +64,13 @@ CORPUS = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7
 
 
 def test_a_corpus_file_is_read_from_its_memory_mapped_token_file(tmp_path):
-    from toolkit.pipelines.pretrain import build_parser, prepare
+    from toolkit.pipelines.common import job_parser
+    from toolkit.pipelines.pretrain import prepare
 
     data = tmp_path / "corpus.txt"
     data.write_text(CORPUS)
     argv = ["--config", TINY, "--dataset", str(data), "--output_dir", str(tmp_path / "run")]
-    model_args, data_args, _, training_args = build_parser().parse_args_and_config(argv)
+    model_args, data_args, _, training_args = job_parser("pretrain").parse_args_and_config(argv)
     _, _, blocks = prepare(model_args, data_args, training_args)
     assert isinstance(blocks["train"].stream, np.memmap) and isinstance(blocks["validation"].stream, np.memmap)
 
@@ -243,8 +246,9 @@ def test_unknown_yaml_key_is_rejected(tmp_path):
 
 PACK_AND_REPORT_MEMORY = """
 import resource, sys
-from toolkit.pipelines.pretrain import build_parser, prepare
-args = build_parser().parse_args_and_config(sys.argv[1:])
+from toolkit.pipelines.common import job_parser
+from toolkit.pipelines.pretrain import prepare
+args = job_parser("pretrain").parse_args_and_config(sys.argv[1:])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 _, _, blocks = prepare(args[0], args[1], args[3])
 print(len(blocks["train"]) + len(blocks["validation"]), before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

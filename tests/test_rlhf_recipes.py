@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from summaries import checked_summary
 
 from recipes_loader import REPO, load_recipe
 from toolkit.loading import load_causal_lm
@@ -45,8 +46,8 @@ def test_reward_recipe_reports_held_out_pairwise_metrics(pipeline):
     root, metrics = pipeline
     assert metrics["heldout_num_pairs"] == 40
     assert 0 <= metrics["heldout_accuracy"] <= 1
-    saved = json.loads((root / "reward" / "metrics.json").read_text())
-    assert saved["heldout_margin"] == metrics["heldout_margin"]
+    saved = checked_summary(root / "reward", "reward")
+    assert saved["heldout_margin"] == metrics["heldout_margin"] == saved["headline"]["heldout_margin"]
     assert (root / "reward" / "training_curves.png").exists()
 
 
@@ -61,9 +62,11 @@ def test_lora_reward_recipe_trains_only_the_adapter_and_the_score_head(pipeline)
     assert all("lora_" in name or "score" in name for name in saved)
 
 
-def run_ppo(root, name, *extra):
-    argv = ["--config", str(CONFIGS / "ppo/tiny_cpu.yaml"), "--policy_name_or_path", str(root / "sft")]
-    return ppo.main([*argv, "--output_dir", str(root / name), *extra])
+def run_ppo(root, name, *extra) -> list[dict]:
+    """The run's metrics history, one line per step of its metrics.jsonl."""
+    argv = ["--config", str(CONFIGS / "ppo/tiny_cpu.yaml"), "--model_name_or_path", str(root / "sft")]
+    ppo.main([*argv, "--output_dir", str(root / name), *extra])
+    return [json.loads(line) for line in (root / name / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
@@ -81,11 +84,12 @@ def test_ppo_with_exact_match_reward_trains_only_the_adapter(pipeline):
     sft_merged = load_causal_lm(str(root / "sft")).merge_and_unload().state_dict()
     saved_base = load_file(root / "ppo-exact" / "sft-merged" / "model.safetensors")
     assert all(torch.equal(saved_base[name], sft_merged[name]) for name in saved_base)
-    summary = json.loads((root / "ppo-exact" / "metrics.json").read_text())
-    assert summary["steps"] == 4 and summary["episodes"] == summary["last"]["episodes"] > 0
+    summary = checked_summary(root / "ppo-exact", "ppo")
+    assert summary["steps"] == 4 and summary["units"] == summary["last"]["episodes"] > 0
+    assert summary["curves"]["reward"] == [[row["episodes"], row["objective/scores"]] for row in history]
     # The whole run's rate: its episodes over the summed step times, between the slowest and the fastest step's.
-    rates = [json.loads(line)["episodes_per_second"] for line in (root / "ppo-exact" / "metrics.jsonl").open()]
-    assert len(rates) == 4 and min(rates) <= summary["episodes_per_second"] <= max(rates)
+    rates = [row["episodes_per_second"] for row in history]
+    assert len(rates) == 4 and min(rates) <= summary["units_per_second"] <= max(rates)
 
 
 def test_full_ppo_from_a_lora_sft_model_trains_every_weight(pipeline):
@@ -195,7 +199,7 @@ def test_sigterm_stops_ppo_at_a_step_boundary_with_a_checkpoint_and_exit_143(pip
     root, _ = pipeline
     output_dir = root / "ppo-stopped"
     command = [sys.executable, str(REPO / "recipes/ppo.py"), "--config", str(CONFIGS / "ppo/tiny_cpu.yaml")]
-    command += ["--policy_name_or_path", str(root / "sft"), "--output_dir", str(output_dir), "--sample_steps", "0"]
+    command += ["--model_name_or_path", str(root / "sft"), "--output_dir", str(output_dir), "--sample_steps", "0"]
     process = subprocess.Popen(
         [*command, "--max_steps", "100000", "--save_steps", "100000"],
         stdout=subprocess.PIPE,

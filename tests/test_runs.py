@@ -69,20 +69,34 @@ def test_each_run_records_its_own_peak_memory(tmp_path):
 
 OPENING_COUNTED = """
 import sys, time
+from dataclasses import dataclass
 from pathlib import Path
-from transformers import TrainingArguments
-from toolkit.pipelines.common import open_training_run, recorded_run
-from toolkit.runs import read_run
-from toolkit.training import RunArguments
-root = Path(sys.argv[1])
-for name in ("counted", "uncounted"):
-    opened = open_training_run(TrainingArguments(root / name, use_cpu=True, report_to="none"), RunArguments())
+from toolkit.jobs import Job, register
+from toolkit.pipelines.common import execute
+from toolkit.runs import JobResult, end_run, read_run, start_run
+
+@dataclass
+class Arguments:
+    output_dir: str
+
+ARGUMENTS = (Arguments,)
+
+def prepare_data():
     block = b"x" * (300 * 2**20)  # data preparation: 300 MiB, every page written, and half a second
     time.sleep(0.5)
     del block
-    started = opened.started if name == "counted" else None
-    with recorded_run(str(root / name), "sft", main_process=True, started=started):
-        pass
+
+def run(opened, arguments):
+    prepare_data()
+    opened.start()
+    return JobResult(metrics={})
+
+register(Job("counted", "__main__", "a job", "a job", unit="samples"))
+root = Path(sys.argv[1])
+execute("counted", Arguments(str(root / "counted")))
+prepare_data()
+end_run(root / "uncounted", start_run(root / "uncounted", "counted"), "finished")  # counted from the record only
+for name in ("counted", "uncounted"):
     record = read_run(root / name)
     print(record.seconds, record.peak_memory_mib)
 """

@@ -5,6 +5,7 @@ import torch
 from huggingface_hub import ModelCard
 from peft import PeftModel
 from safetensors.torch import load_file
+from summaries import checked_summary
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from recipes_loader import REPO, load_recipe
@@ -41,6 +42,7 @@ def run_sft(base_dir, output_dir, *extra):
 def test_full_fine_tuning_changes_every_weight(base_dir, tmp_path):
     metrics = run_sft(base_dir, tmp_path / "full", "--method", "full", "--learning_rate", "1e-3")
     assert metrics["trainable_parameters"] == metrics["total_parameters"]
+    assert checked_summary(tmp_path / "full", "sft")["method"] == "full"
     before = load_file(base_dir / "model.safetensors")
     after = load_file(tmp_path / "full" / "model.safetensors")
     assert before.keys() == after.keys()

@@ -3,8 +3,9 @@
 The map: building blocks `models/` (our GPT), `tokenization`, `data/` (sources, packing), `tasks/` (the arithmetic
 task: problems, prompt, splits, `verify`), `adapters` (PEFT), `generation`, `training/` (Trainer extras), `rlhf/`
 (PPO, reward models, preference data), `evaluation/` (perplexity, GSM8K, BLEU tasks), `hub/` (upload and card),
-`runs` (the run folder layout); `pipelines/` holds one module per job (pretrain, sft, reward, ppo, eval, push,
-demo), which `recipes/<job>.py` and `toolkit <job>` run; `_compat` holds the version-sensitive imports.
+`runs` (the run folder layout and metrics.json's summary), `jobs` (the registry of jobs every front door reads);
+`pipelines/` holds one module per job, run by `recipes/<job>.py` and `toolkit <job>` through the same `run_job`;
+`_compat` holds the version-sensitive code.
 
 The public API, importable from `toolkit` directly (each name is loaded on first use, so `import toolkit` stays
 light; it always registers the GPT with the transformers Auto classes):
@@ -22,13 +23,15 @@ light; it always registers the GPT with the transformers Auto classes):
   `sampled_preference_pairs`, `exact_match_reward`
 - evaluation: `perplexity_of_texts`, `perplexity_of_file`, `bleu_score`, `bleu_score_files`, `evaluate_gsm8k`,
   `load_metric`
-- the jobs, as functions: `pretrain`, `fine_tune`, `train_reward_model`, `run_ppo`, `evaluate_models`
-  (`EvalArguments`), `run_demo`
+- the jobs, as functions of their parsed arguments (each job's `api_name` in `toolkit.jobs.JOBS`): `pretrain`,
+  `fine_tune`, `train_reward_model`, `run_ppo`, `run_dpo`, `run_grpo`, `run_rloo`, `evaluate_models`
+  (`EvalArguments`); each returns the run's summary. `run_demo` runs the demo.
 - hub: `push_folder`
 """
 
 import importlib
 
+from .jobs import JOBS
 from .models import (
     PRESETS,
     GPTConfig,
@@ -90,11 +93,7 @@ LAZY = {
         "evaluate_gsm8k",
         "load_metric",
     ),
-    "toolkit.pipelines.pretrain": (("pretrain", "run"),),
-    "toolkit.pipelines.sft": (("fine_tune", "run"),),
-    "toolkit.pipelines.reward": (("train_reward_model", "run"),),
-    "toolkit.pipelines.ppo": (("run_ppo", "run"),),
-    "toolkit.pipelines.eval": ("EvalArguments", ("evaluate_models", "run")),
+    "toolkit.pipelines.eval": ("EvalArguments",),
     "toolkit.pipelines.demo": (("run_demo", "run"),),
     "toolkit.hub": ("push_folder",),
 }
@@ -105,11 +104,30 @@ HOME = {
 }
 
 
+JOB_FUNCTIONS = {job.api_name: job.name for job in JOBS.values() if job.api_name}
+
+
+def job_function(name: str):
+    """`toolkit.<api_name>(*arguments)`: the job `name` run on its parsed arguments (its pipeline's `ARGUMENTS`, in
+    order), as `toolkit <name>` runs it; returns the run's summary (metrics.json)."""
+    from .pipelines.common import execute
+
+    def run(*arguments) -> dict:
+        return execute(name, *arguments)
+
+    run.__name__ = run.__qualname__ = JOBS[name].api_name
+    run.__doc__ = job_function.__doc__.replace("`name`", name).replace("<name>", name)
+    return run
+
+
 def __getattr__(name: str):
-    if name not in HOME:
+    if name in JOB_FUNCTIONS:
+        value = job_function(JOB_FUNCTIONS[name])
+    elif name in HOME:
+        module, attribute = HOME[name]
+        value = getattr(importlib.import_module(module), attribute)
+    else:
         raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
-    module, attribute = HOME[name]
-    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 
@@ -124,4 +142,5 @@ __all__ = [
     "gpt_to_gpt2",
     "load_gpt2_as_gpt",
     *HOME,
+    *JOB_FUNCTIONS,
 ]

@@ -11,8 +11,6 @@ from transformers import PreTrainedModel
 
 from ._compat import PEFT_DEFAULT_LORA_TARGETS
 
-METHODS = ("full", "lora", "prompt_tuning")
-
 # "Attention projections" per architecture. GPT-2 fuses q, k, v into one Conv1D `c_attn`; its output projection
 # must be named `attn.c_proj`, since a bare `c_proj` also matches the MLP's.
 ATTENTION_PROJECTIONS = {

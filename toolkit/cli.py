@@ -1,23 +1,17 @@
 """The `toolkit` console script, the one front door: `toolkit <command> [--flag value ...]`.
 
-The jobs (pretrain, sft, reward, ppo, dpo, grpo, rloo, eval, push, demo) run the same `main(argv)` as
-`recipes/<job>.py`; each command parses its own dataclass arguments with `trl.TrlParser`, so `--config file.yaml`
-works everywhere.
+The jobs (`toolkit.jobs.JOBS`) run through `run_job`, as `recipes/<job>.py` does; each parses its own dataclass
+arguments with `trl.TrlParser`, so `--config file.yaml` works everywhere. The tools below are commands that are not
+jobs: they write no run of their own.
 """
 
 import importlib
 import sys
 
-# command -> (module, one-line help). Modules are imported only when their command runs.
-COMMANDS = {
-    "pretrain": ("toolkit.pipelines.pretrain", "pretrain a GPT from scratch (our GPT or GPT-2 architecture)"),
-    "sft": ("toolkit.pipelines.sft", "fine-tune a causal LM: full, LoRA or prompt tuning"),
-    "reward": ("toolkit.pipelines.reward", "train a reward model on preference pairs"),
-    "ppo": ("toolkit.pipelines.ppo", "PPO RLHF with a reward model or the exact-match reward"),
-    "dpo": ("toolkit.pipelines.dpo", "DPO on preference pairs (no reward model)"),
-    "grpo": ("toolkit.pipelines.grpo", "GRPO with verifiable rewards or a reward model (no value model)"),
-    "rloo": ("toolkit.pipelines.rloo", "RLOO, GRPO's leave-one-out sibling"),
-    "eval": ("toolkit.pipelines.eval", "evaluate model folders on perplexity / GSM8K / BLEU tasks"),
+from .jobs import JOBS
+
+# command -> (module with main(argv), one-line help). Modules are imported only when their command runs.
+TOOLS = {
     "push": ("toolkit.pipelines.push", "upload a run folder to the Hub with a model card"),
     "demo": ("toolkit.pipelines.demo", "the whole pipeline on built-in data, on CPU, in minutes (report.md)"),
     "generate": ("toolkit.generation", "stream a completion from a model folder or Hub id"),
@@ -26,10 +20,16 @@ COMMANDS = {
 }
 
 
+def commands() -> dict[str, str]:
+    """Every command and its help: the registered jobs, then the tools."""
+    return {**{name: job.summary for name, job in JOBS.items()}, **{name: help_ for name, (_, help_) in TOOLS.items()}}
+
+
 def usage() -> str:
-    width = max(len(name) for name in COMMANDS)
+    listed = commands()
+    width = max(len(name) for name in listed)
     lines = ["usage: toolkit <command> [--help] [--flag value ...]", "", "commands:"]
-    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, help_ in listed.items()]
     return "\n".join(lines)
 
 
@@ -39,11 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
+    if name in JOBS:
+        from .pipelines.common import run_job
+
+        run_job(name, rest)
+    elif name in TOOLS:
+        importlib.import_module(TOOLS[name][0]).main(rest)
+    else:
         print(f"toolkit: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module, _ = COMMANDS[name]
-    importlib.import_module(module).main(rest)
     return 0
 
 

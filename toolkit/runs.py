@@ -3,11 +3,10 @@
 A run folder is a recipe's `--output_dir`. What a run is, is written into it (`run.json`), never guessed from its
 shape:
 
-    run.json              job (pretrain, sft, reward, ppo, dpo, grpo, rloo, eval), method (full, lora,
-                          prompt_tuning), status (running, stopped, finished, failed), where the model is, base
-                          model, data, wall time, peak memory
+    run.json              job (one of `toolkit.jobs.JOBS`), method (full, lora, prompt_tuning), status (running,
+                          stopped, finished, failed), where the model is, base model, data, wall time, peak memory
     config.json, *.safetensors, tokenizer files, adapter_config.json    the trained model (PPO: in policy/)
-    metrics.json          the final metrics
+    metrics.json          the job's summary: the same head for every job (`SUMMARY_HEAD`), then its own metrics
     metrics.jsonl         PPO: one line of metrics per logged step
     training_curves.png   loss / perplexity curves (PPO, GRPO, RLOO: reward, KL, response length)
     checkpoint-N/         resumable checkpoints (`--resume_from_checkpoint latest`)
@@ -30,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ._compat import PREFIX_CHECKPOINT_DIR
+from .jobs import JOBS, get_job
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -38,7 +38,7 @@ CURVES_FILE = "training_curves.png"
 TRAINER_STATE_FILE = "trainer_state.json"
 RESULTS_JSON, RESULTS_TABLE, RESULTS_CHART = "results.json", "results.md", "results.png"
 COMPARISON_TABLE, COMPARISON_CHART = "comparison.md", "comparison.png"
-POLICY_DIR = "policy"
+POLICY_DIR = JOBS["ppo"].model_path  # "policy": where a PPO run keeps its policy, as the job declares
 VALUE_DIR = "value"
 VALUE_HEAD_FILE = "value_head.safetensors"
 SFT_MERGED_DIR = "sft-merged"
@@ -46,8 +46,6 @@ MERGED_DIR = "merged"
 HUB_UPLOAD_DIR = "hub-upload"
 CHECKPOINT_PREFIX = PREFIX_CHECKPOINT_DIR  # "checkpoint": folders checkpoint-<step>
 
-JOBS = ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "eval")
-METHODS = ("full", "lora", "prompt_tuning")
 STATUSES = ("running", "stopped", "finished", "failed")
 # Files that mean a folder already holds a run.
 RUN_MARKERS = (RUN_FILE, "config.json", "adapter_config.json", METRICS_FILE, TRAINER_STATE_FILE, RESULTS_JSON)
@@ -58,9 +56,9 @@ class RunRecord:
     """What `run.json` says about a run."""
 
     job: str
-    method: str | None = None  # how the weights were trained: full, lora or prompt_tuning (sft, reward, ppo)
+    method: str | None = None  # how the weights were trained: full, lora or prompt_tuning
     status: str = "running"
-    model_path: str | None = "."  # the model's folder, relative to the run folder (PPO: policy; eval: none)
+    model_path: str | None = "."  # the model's folder, relative to the run folder (the job says: PPO's policy)
     base_model: str | None = None  # the model the run started from (None: trained from scratch)
     datasets: list[str] = field(default_factory=list)
     toolkit_version: str = ""
@@ -71,8 +69,10 @@ class RunRecord:
 
     @property
     def kind(self) -> str:
-        """One word for what the folder holds: pretrain, full, lora, prompt_tuning (fine-tuned), reward, ppo, eval."""
-        return self.method if self.job == "sft" and self.method else self.job
+        """One word for what the folder holds: its job, or for a job whose folders are known by their method (SFT)
+        the method: pretrain, full, lora, prompt_tuning, reward, ppo, ..."""
+        job = JOBS.get(self.job)
+        return self.method if job is not None and job.named_by_method and self.method else self.job
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -140,13 +140,10 @@ def start_run(
     the job began its work (Unix time; None: now, and its peak memory is counted from now)."""
     from . import __version__
 
-    if job not in JOBS:
-        raise ValueError(f"Unknown job {job!r}; one of {JOBS}.")
-    model_path = {"ppo": POLICY_DIR, "eval": None}.get(job, ".")
     record = RunRecord(
         job,
         method,
-        model_path=model_path,
+        model_path=get_job(job).model_path,
         base_model=base_model,
         datasets=list(datasets or []),
         toolkit_version=__version__,
@@ -311,6 +308,80 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | Pat
     return str(resume_from_checkpoint)
 
 
+# metrics.json opens with the same keys for every job, then holds the job's own metrics.
+SUMMARY_HEAD = (
+    "job",
+    "method",
+    "base_model",
+    "datasets",
+    "unit",  # what the job trained on (eval: scored): tokens, samples, pairs, episodes, examples
+    "units",  # how many, over the whole run
+    "units_per_second",  # their rate (a resumed run: over its last session)
+    "headline",  # {metric: value}: the figures a reader looks for first
+    "curves",  # {series: [[units so far, value], ...]}: loss, eval_loss, reward, kl, as the job logs them
+    "seconds",  # wall time, from the run's opening (data and models included)
+    "peak_memory_mib",
+)
+
+
+@dataclass
+class JobResult:
+    """What a job's `run` returns; `run_job` puts the run's record in front of it and writes it as metrics.json."""
+
+    metrics: dict  # the job's own metrics
+    units: float | None = None
+    units_per_second: float | None = None
+    headline: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
+
+
+def job_summary(record: RunRecord, result: JobResult) -> dict:
+    """metrics.json: the head (`SUMMARY_HEAD`), from the run's record and the job's result, then the job's metrics."""
+    head = {
+        "job": record.job,
+        "method": record.method,
+        "base_model": record.base_model,
+        "datasets": list(record.datasets),
+        "unit": get_job(record.job).unit,
+        "units": result.units,
+        "units_per_second": result.units_per_second,
+        "headline": dict(result.headline),
+        "curves": {name: [list(point) for point in points] for name, points in result.curves.items()},
+        "seconds": record.seconds,
+        "peak_memory_mib": record.peak_memory_mib,
+    }
+    return {**head, **{key: value for key, value in result.metrics.items() if key not in head}}
+
+
+def write_summary(folder: str | Path, summary: dict) -> None:
+    Path(folder, METRICS_FILE).write_text(json.dumps(summary, indent=2, default=str))
+
+
+def read_summary(folder: str | Path) -> dict:
+    """A run's metrics.json (of the run folder, or of the run a model folder such as a PPO policy belongs to);
+    {} where none was written (a run that did not finish, a plain model folder)."""
+    run, _ = run_of_model(folder)
+    return read_json(run / METRICS_FILE)
+
+
+def curve_ends(curve: list[list[float]], share: float = 0.2) -> tuple[float, float]:
+    """The mean value over the first and over the last `share` of a curve's points (at least one point each)."""
+    count = max(1, round(len(curve) * share))
+    first, last = curve[:count], curve[-count:]
+    return sum(point[1] for point in first) / len(first), sum(point[1] for point in last) / len(last)
+
+
+def sampled_reward_headline(curves: dict[str, list[list[float]]]) -> dict[str, float]:
+    """The headline of an online RL run: its mean sampled reward over the first and last fifth of its logged steps,
+    and the largest KL it logged."""
+    headline = {}
+    if curves.get("reward"):
+        headline["reward_first_fifth"], headline["reward_last_fifth"] = curve_ends(curves["reward"])
+    if curves.get("kl"):
+        headline["kl_max"] = max(point[1] for point in curves["kl"])
+    return headline
+
+
 def read_json(path: str | Path) -> dict:
     """A JSON file's contents, or {} when it is missing."""
     path = Path(path)
@@ -318,6 +389,13 @@ def read_json(path: str | Path) -> dict:
 
 
 __all__ = [
+    "SUMMARY_HEAD",
+    "JobResult",
+    "curve_ends",
+    "job_summary",
+    "read_summary",
+    "sampled_reward_headline",
+    "write_summary",
     "CURVES_FILE",
     "METRICS_FILE",
     "METRICS_LOG_FILE",

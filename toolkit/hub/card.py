@@ -1,8 +1,9 @@
 """The model card `toolkit push` writes (`huggingface_hub.ModelCard`), from what the run folder records.
 
 The facts come from the run's files, read through `toolkit.runs`: its record (`run.json`: job, method, base model,
-data), `trainer_state.json` and `adapter_config.json` (hyperparameters), `metrics.json` (end-of-training results), a
-`toolkit eval` `results.json` (model-index), and the training curves image.
+data), `trainer_state.json` and `adapter_config.json` (hyperparameters), `metrics.json` (the run's summary: what it
+trained on, its headline figures, every metric), a `toolkit eval` `results.json` (model-index), and the training
+curves image. What each job is called comes from the job registry (`toolkit.jobs`).
 """
 
 import json
@@ -17,8 +18,18 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .._compat import HFValidationError, validate_repo_id
 from ..data import SYNTHETIC_NAME
 from ..evaluation import TASKS
+from ..jobs import JOBS
 from ..loading import is_peft_adapter
-from ..runs import METRICS_FILE, RESULTS_JSON, TRAINER_STATE_FILE, RunRecord, model_dir, read_json, run_of_model
+from ..runs import (
+    METRICS_FILE,
+    RESULTS_JSON,
+    SUMMARY_HEAD,
+    TRAINER_STATE_FILE,
+    RunRecord,
+    model_dir,
+    read_json,
+    run_of_model,
+)
 
 if TYPE_CHECKING:
     from .upload import PushArguments
@@ -27,18 +38,24 @@ LIBRARY_TAG = "finetune-toolkit"
 DEFAULT_BRANCH = "main"
 PEFT_METHODS = {"LORA": "lora", "PROMPT_TUNING": "prompt_tuning"}
 UNRECORDED = "unrecorded"
+# What a folder's kind (`RunRecord.kind`) means on the card: a job's own description, or a training method's.
 METHOD_DESCRIPTIONS = {
-    "pretrain": "pretraining from scratch",
     "full": "full fine-tuning",
     "lora": "LoRA fine-tuning (an adapter)",
     "prompt_tuning": "soft prompt tuning (an adapter)",
-    "ppo": "PPO reinforcement learning from a reward",
-    "dpo": "DPO (direct preference optimisation on chosen/rejected pairs)",
-    "grpo": "GRPO reinforcement learning (group-relative advantages, no value model)",
-    "rloo": "RLOO reinforcement learning (leave-one-out baselines, no value model)",
-    "reward": "reward modeling (a scalar score per sequence)",
     UNRECORDED: "a method the folder does not record (pass --method to name it)",
 }
+
+
+def card_kinds() -> list[str]:
+    """The kinds a card can name: the training methods and every job whose folders are not known by their method."""
+    return [*METHOD_DESCRIPTIONS, *(name for name, job in JOBS.items() if not job.named_by_method)]
+
+
+def describe_method(kind: str) -> str:
+    return JOBS[kind].description if kind in JOBS else METHOD_DESCRIPTIONS.get(kind, kind)
+
+
 MODEL_SHAPE_KEYS = (
     "model_type",
     "num_hidden_layers",
@@ -103,10 +120,6 @@ class RunFolder:
     @property
     def is_adapter(self) -> bool:
         return is_peft_adapter(self.model_dir)
-
-    @property
-    def is_ppo(self) -> bool:
-        return self.record is not None and self.record.job == "ppo"
 
 
 def is_model_folder(folder: Path) -> bool:
@@ -179,7 +192,7 @@ def hyperparameters(run: RunFolder) -> dict:
 
 
 def flatten_numbers(values: dict, prefix: str = "") -> dict:
-    """Numbers of a metrics.json, nested dicts (PPO's first/last step) as `outer/inner` keys."""
+    """Numbers of a metrics.json's own metrics, nested dicts (PPO's first/last step) as `outer/inner` keys."""
     numbers = {}
     for key, value in values.items():
         if isinstance(value, dict):
@@ -196,6 +209,19 @@ def results_file(run: RunFolder, results_path: str | None) -> Path | None:
         return Path(results_path)
     default = run.run_dir / RESULTS_JSON
     return default if default.is_file() else None
+
+
+def training_facts(summary: dict) -> str:
+    """What the run trained on, how fast, how long and in how much memory, from its summary's head."""
+    facts = []
+    if summary.get("units") is not None:
+        rate = summary.get("units_per_second")
+        facts.append(f"{summary['units']:,.0f} {summary.get('unit')}" + (f" ({rate:,.1f} a second)" if rate else ""))
+    if summary.get("seconds") is not None:
+        facts.append(f"{summary['seconds']:,.0f} s wall time")
+    if summary.get("peak_memory_mib") is not None:
+        facts.append(f"peak memory {summary['peak_memory_mib']:,.0f} MiB")
+    return f"Trained on {'; '.join(facts)}.\n\n" if facts else ""
 
 
 def model_path_of(row: dict) -> str:
@@ -333,7 +359,7 @@ def build_model_card(args: "PushArguments", run: RunFolder, method: str, curves_
         base_text = f"a local model (`{public_name(named_base)}`)"
     else:
         base_text = "none (trained from scratch)" if method == "pretrain" else "not recorded"
-    description = METHOD_DESCRIPTIONS.get(method, method)
+    description = describe_method(method)
     config = read_json(run.model_dir / "config.json")
     shape = {key: config[key] for key in MODEL_SHAPE_KEYS if key in config}
     sections = [
@@ -346,13 +372,17 @@ def build_model_card(args: "PushArguments", run: RunFolder, method: str, curves_
     ]
     if shape:
         sections += ["## Model", table(shape, ("setting", "value"))]
-    training, metrics = hyperparameters(run), flatten_numbers(read_json(run.run_dir / METRICS_FILE))
-    if training or metrics or curves_file:
+    summary = read_json(run.run_dir / METRICS_FILE)
+    training, headline = hyperparameters(run), summary.get("headline") or {}
+    metrics = flatten_numbers({key: value for key, value in summary.items() if key not in SUMMARY_HEAD})
+    if training or metrics or headline or curves_file:
         sections.append("## Training")
     if training:
         sections += ["### Hyperparameters", table(training, ("setting", "value"))]
+    if headline or summary.get("units"):
+        sections += ["### Results", training_facts(summary) + table(headline, ("metric", "value"))]
     if metrics:
-        sections += [f"### Results at the end of training ({METRICS_FILE})", table(metrics, ("metric", "value"))]
+        sections += [f"### Every metric at the end of training ({METRICS_FILE})", table(metrics, ("metric", "value"))]
     if curves_file:
         sections.append(f"![Training curves]({curves_file})")
     if rows:

@@ -16,8 +16,8 @@ from ..runs import CURVES_FILE, HUB_UPLOAD_DIR, METRICS_FILE, RESULTS_JSON, RUN_
 from .card import (
     DEFAULT_BRANCH,
     LIBRARY_TAG,
-    METHOD_DESCRIPTIONS,
     build_model_card,
+    card_kinds,
     detect_method,
     is_hub_id,
     locate_run,
@@ -89,7 +89,7 @@ class PushArguments:
     )
     method: str | None = field(
         default=None,
-        metadata={"help": f"Training method for the card ({', '.join(METHOD_DESCRIPTIONS)}). None: detected."},
+        metadata={"help": f"Training method for the card ({', '.join(card_kinds())}). None: detected."},
     )
     results_path: str | None = field(
         default=None,
@@ -340,4 +340,4 @@ def push_folder(path: str | Path, repo_id: str, *, token: str | None = None, **o
     return push(PushArguments(model_path=str(path), repo_id=repo_id, **options), token=token)
 
 
-__all__ = ["METHOD_DESCRIPTIONS", "PushArguments", "PushResult", "push", "push_folder", "stage_upload"]
+__all__ = ["PushArguments", "PushResult", "push", "push_folder", "stage_upload"]

@@ -1,74 +1,140 @@
-"""What every pipeline does around its job: open the run (its output folder checked, the checkpoint to resume
-resolved, the seed set), record it in its folder, push it when it is done, turn a stop request into the exit status
-a scheduler reads, and load the SFT model an alignment job starts from."""
+"""What every job does around its work, written once for all of them (`run_job`): parse its arguments, open the
+run (the output folder checked, the checkpoint to resume resolved, `--method` checked, the seed set), run it, record
+it in run.json, write its summary as metrics.json, push it when asked, and turn a stop request into the exit status
+a scheduler reads; and the SFT model an alignment job starts from."""
 
+import importlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelerate import PartialState
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, TrainingArguments, set_seed
+from trl import TrlParser
 
 from ..adapters import lora_config, merge_adapter
+from ..jobs import Job, get_job
 from ..loading import load_causal_lm, load_tokenizer
-from ..runs import SFT_MERGED_DIR, RunRecord, end_run, prepare_output_dir, reset_peak_memory, start_run
+from ..parsing import argument_parser
+from ..runs import (
+    SFT_MERGED_DIR,
+    RunRecord,
+    end_run,
+    job_summary,
+    peak_memory_mib,
+    prepare_output_dir,
+    reset_peak_memory,
+    start_run,
+    write_summary,
+)
 from ..stopping import JobStopped
 from ..training.arguments import AdapterArguments, RunArguments
 
 
-@dataclass(frozen=True)
+@dataclass
 class OpenedRun:
+    """A job's run once opened: where it writes, whether this is the main process, what it resumes, when it began."""
+
+    job: Job
+    output_dir: str
+    main_process: bool
     checkpoint: str | None  # the checkpoint to resume (None: a fresh run)
-    started: float  # Unix time the job began: its run's wall time and peak memory count data and models too
+    started: float  # Unix time the job began: its wall time and peak memory count data and models too
+    description: dict = field(default_factory=dict)  # method, base_model, datasets, as `start` recorded them
+    record: RunRecord | None = None  # run.json's record once `start` wrote it (main process)
+
+    def start(self, *, method: str | None = None, base_model: str | None = None, datasets: Sequence[str] = ()):
+        """Record the run as running in run.json, once its data and models have loaded: a run that fails on bad
+        input leaves no record, so the corrected command can take the same output_dir."""
+        self.description = dict(method=method, base_model=base_model, datasets=list(datasets))
+        if self.main_process:
+            self.record = start_run(self.output_dir, self.job.name, started=self.started, **self.description)
 
 
-def open_training_run(config: TrainingArguments, run_args: RunArguments) -> OpenedRun:
-    """The opening of every training job: refuse an output_dir that holds another run (unless overwriting or
-    resuming it), resolve the checkpoint to resume (`latest` included) into `config.resume_from_checkpoint`, seed
-    everything with `config.seed`, and start the run's clock and peak-memory count (pass `started` to
-    `recorded_run`)."""
+def setting(arguments: Sequence, name: str, default=None):
+    """`name` from the first of a job's parsed dataclasses that has it."""
+    return next((getattr(group, name) for group in arguments if hasattr(group, name)), default)
+
+
+def open_run(job: Job, arguments: Sequence) -> OpenedRun:
+    """The opening of every job: check `--method`, refuse an output_dir that holds another run (unless overwriting
+    or resuming it), resolve the checkpoint to resume (`latest` included) into `resume_from_checkpoint`, seed
+    everything with `seed`, and start the run's clock and peak-memory count."""
     started = time.time()
     reset_peak_memory()
-    config.resume_from_checkpoint = prepare_output_dir(
-        config.output_dir,
-        run_args.overwrite_output_dir,
-        config.resume_from_checkpoint,
-        max_steps=config.max_steps,
-        main_process=config.process_index == 0,
+    method = setting(arguments, "method")
+    if job.methods and method not in job.methods:
+        raise ValueError(f"Unknown method {method!r} for {job.name}: pass --method {' or '.join(job.methods)}.")
+    state = PartialState(cpu=bool(setting(arguments, "use_cpu", False)))
+    training = next((group for group in arguments if isinstance(group, TrainingArguments)), None)
+    checkpoint = prepare_output_dir(
+        setting(arguments, "output_dir"),
+        setting(arguments, "overwrite_output_dir", False),
+        None if training is None else training.resume_from_checkpoint,
+        max_steps=-1 if training is None else training.max_steps,
+        main_process=state.is_main_process,
     )
-    set_seed(config.seed)
-    return OpenedRun(config.resume_from_checkpoint, started)
+    if training is not None:
+        training.resume_from_checkpoint = checkpoint
+        set_seed(training.seed)
+    return OpenedRun(job, str(setting(arguments, "output_dir")), state.is_main_process, checkpoint, started)
 
 
-@contextmanager
-def recorded_run(
-    output_dir: str,
-    job: str,
-    *,
-    main_process: bool,
-    method: str | None = None,
-    base_model: str | None = None,
-    datasets: list[str] | None = None,
-    started: float | None = None,
-) -> Iterator[None]:
-    """Write run.json as running, then as finished, stopped (a signal) or failed (any other exception). `started`:
-    when the job began (`OpenedRun.started`; None: now)."""
-    record: RunRecord | None = None
-    if main_process:
-        record = start_run(output_dir, job, method=method, base_model=base_model, datasets=datasets, started=started)
+def execute(name: str, *arguments) -> dict:
+    """Run the job `name` on its parsed arguments (its pipeline's `ARGUMENTS`, in order), from opening the run to
+    pushing it; return its summary, which the main process writes as metrics.json."""
+    job = get_job(name)
+    pipeline = importlib.import_module(job.pipeline)
+    opened = open_run(job, arguments)
     status = "failed"
     try:
-        yield
+        result = pipeline.run(opened, *arguments)
         status = "finished"
     except JobStopped:
         status = "stopped"
         raise
     finally:
-        if record is not None:
-            end_run(output_dir, record, status)
+        if opened.record is not None:
+            end_run(opened.output_dir, opened.record, status)
+    record = opened.record or RunRecord(  # the other processes (and a job that never called start) keep no run.json
+        name, seconds=time.time() - opened.started, peak_memory_mib=peak_memory_mib(), **opened.description
+    )
+    summary = job_summary(record, result)
+    if opened.main_process:
+        write_summary(opened.output_dir, summary)
+        push_finished_run(arguments, opened.output_dir)
+    return summary
+
+
+def job_parser(name: str) -> TrlParser:
+    """The command line of a job: its dataclasses, `--config file.yaml` with flags overriding it."""
+    return argument_parser(importlib.import_module(get_job(name).pipeline).ARGUMENTS, name)
+
+
+def run_job(name: str, argv: list[str] | None = None) -> dict:
+    """`toolkit <name>` and `recipes/<name>.py`: parse the command line, run the job, show its summary; a job
+    stopped by a signal exits with 128 + the signal's number."""
+    arguments = job_parser(name).parse_args_and_config(argv)
+    with exit_on_stop():
+        summary = execute(name, *arguments)
+    if PartialState().is_main_process:
+        print(summary_line(summary))
+    return summary
+
+
+def summary_line(summary: dict) -> str:
+    """One line of a run's summary: what it trained on and its headline figures."""
+    parts = [summary["job"]]
+    if summary["units"] is not None:
+        rate = f" ({summary['units_per_second']:,.1f}/s)" if summary["units_per_second"] else ""
+        parts.append(f"{summary['units']:,.0f} {summary['unit']}{rate}")
+    parts += [f"{name} {value:.4g}" for name, value in summary["headline"].items() if isinstance(value, float | int)]
+    if summary["seconds"] is not None:
+        parts.append(f"{summary['seconds']:.0f} s")
+    return ", ".join(parts)
 
 
 @contextmanager
@@ -82,9 +148,10 @@ def exit_on_stop() -> Iterator[None]:
         raise SystemExit(stop.exit_code) from None
 
 
-def push_finished_run(run_args: RunArguments, output_dir: str, main_process: bool) -> None:
-    """Upload a finished run when `push_repo_id` is set (main process only); the card reads the run's record."""
-    if run_args.push_repo_id is None or not main_process:
+def push_finished_run(arguments: Sequence, output_dir: str) -> None:
+    """Upload a finished run when `push_repo_id` is set (call on the main process); the card reads the run's files."""
+    run_args = next((group for group in arguments if isinstance(group, RunArguments)), None)
+    if run_args is None or run_args.push_repo_id is None:
         return
     from ..hub import push_folder
 
@@ -92,7 +159,7 @@ def push_finished_run(run_args: RunArguments, output_dir: str, main_process: boo
 
 
 def load_sft_model(
-    name_or_path: str, adapter_args: AdapterArguments, output_dir: str, job: str
+    name_or_path: str, adapter_args: AdapterArguments, output_dir: str
 ) -> tuple[PreTrainedModel, LoraConfig | None]:
     """The SFT model an alignment job (PPO, DPO, GRPO, RLOO) starts from, and the config of the fresh LoRA it trains
     when method=lora (None for full training). An SFT LoRA adapter is merged first and the merged model saved in
@@ -109,13 +176,11 @@ def load_sft_model(
         model.name_or_path = str(merged_dir)
     if adapter_args.method == "full":
         return model.train(), None
-    if adapter_args.method != "lora":
-        raise ValueError(f"{job} trains the policy with --method full or lora, not {adapter_args.method!r}.")
     # Dropout stays off: log-probs must match between the policy and its reference (and rollout and update).
     return model.train(), lora_config(model, **{**adapter_args.lora_options(), "dropout": 0.0})
 
 
-def load_sft_policy(name_or_path: str, adapter_args: AdapterArguments, output_dir: str, job: str) -> PreTrainedModel:
+def load_sft_policy(name_or_path: str, adapter_args: AdapterArguments, output_dir: str) -> PreTrainedModel:
     """`load_sft_model`'s model, wrapped in its fresh LoRA when method=lora (our PPOTrainer takes the policy ready)."""
-    model, config = load_sft_model(name_or_path, adapter_args, output_dir, job)
+    model, config = load_sft_model(name_or_path, adapter_args, output_dir)
     return model if config is None else get_peft_model(model, config).train()

@@ -13,32 +13,21 @@ plan's folder is rewritten); the configs as run are written to `<output_dir>/con
 again by hand with its recipe.
 """
 
-import importlib
 import importlib.resources
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
 
 import yaml
 from trl import TrlParser
 
+from ..jobs import JOBS
 from ..parsing import argument_parser
-from ..runs import (
-    METRICS_FILE,
-    METRICS_LOG_FILE,
-    RESULTS_CHART,
-    RESULTS_JSON,
-    TRAINER_STATE_FILE,
-    checkpoints,
-    is_complete,
-    read_json,
-    read_run,
-)
-from ..tasks.arithmetic import DIFFICULTIES
+from ..runs import RESULTS_CHART, checkpoints, is_complete, read_run, read_summary
+from ..tasks.arithmetic import check_difficulty
+from .common import run_job
 
-JOBS = ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "eval")
+EVALUATION_STAGE = "eval"  # the stage whose results make the report's table
 HEADLINES = {
     ("perplexity", "perplexity"): "perplexity (lower is better)",
     ("gsm8k", "strict_match"): "exact match, strict",
@@ -111,8 +100,8 @@ def relocate(value, old_root: str, new_root: str):
 
 def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
     """The stages in order, with `--output_dir` and the other overrides applied, and the plan's output folder."""
-    if args.difficulty is not None and (not args.difficulty or set(args.difficulty) - set(DIFFICULTIES)):
-        raise ValueError(f"--difficulty takes levels from {list(DIFFICULTIES)}, got {args.difficulty}.")
+    if args.difficulty is not None:
+        check_difficulty(args.difficulty, "--difficulty")
     folder = plan_folder(args)
     files = sorted((item for item in folder.iterdir() if item.name.endswith(".yaml")), key=lambda item: item.name)
     if not files:
@@ -121,11 +110,14 @@ def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
     for file in files:
         name = file.name.removesuffix(".yaml").split("-", 1)[-1]
         job = name.split("-")[0]
-        if job not in JOBS:
+        if job not in JOBS:  # the registry: a job registered by a user runs as a stage too
             raise ValueError(f"{file.name}: the stage name must start with a job ({', '.join(JOBS)}), got {name!r}.")
         stages.append(Stage(name, job, yaml.safe_load(file.read_text())))
     old_root = str(Path(stages[0].config["output_dir"]).parent)
     root = args.output_dir or old_root
+    # The pretraining stage's own flags: settings of the stage named pretrain.
+    pretraining = {"synthetic_train_size": args.pretrain_problems, "max_steps": args.pretrain_steps}
+    overrides = {"pretrain": {key: value for key, value in pretraining.items() if value}}
     resolved = []
     for stage in stages:
         config = relocate(stage.config, old_root, root)
@@ -133,53 +125,27 @@ def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
             config["seed"] = args.seed
         if args.difficulty is not None and "synthetic_difficulty" in config:
             config["synthetic_difficulty"] = list(args.difficulty)
-        if stage.job == "pretrain":
-            config.update({"synthetic_train_size": args.pretrain_problems} if args.pretrain_problems else {})
-            config.update({"max_steps": args.pretrain_steps} if args.pretrain_steps else {})
+        config.update(overrides.get(stage.name, {}))
         resolved.append(Stage(stage.name, stage.job, config))
     return resolved, Path(root)
 
 
 def stage_record(stage: Stage) -> dict:
-    """What the report reads of a finished stage: its wall time and its metrics (PPO, GRPO: the sampled reward early
-    and late in the log; evaluation: every model's scores per task)."""
+    """What the report reads of a finished stage: its record's wall time, peak memory and base model, and its
+    summary (metrics.json, the same head for every job)."""
     folder = Path(stage.config["output_dir"])
     record = read_run(folder)
-    if stage.job == "eval":
-        rows = read_json(folder / RESULTS_JSON)["results"]
-        metrics = {f"{row['model']}/{row['task']}": row["metrics"] for row in rows}
-    elif stage.job == "ppo":
-        history = [json.loads(line) for line in (folder / METRICS_LOG_FILE).read_text().splitlines()]
-        window = max(1, len(history) // 5)
-        metrics = {
-            "first": history[0],
-            "steps": len(history),
-            "temperature": stage.config.get("temperature"),
-            "window": window,
-            "early_reward": mean(row["objective/scores"] for row in history[:window]),
-            "late_reward": mean(row["objective/scores"] for row in history[-window:]),
-            "max_kl": max(row["objective/kl"] for row in history),
-        }
-    elif stage.job == "grpo":
-        history = [row for row in read_json(folder / TRAINER_STATE_FILE)["log_history"] if "reward" in row]
-        window = max(1, len(history) // 5)
-        metrics = {
-            **read_json(folder / METRICS_FILE),
-            "logged_steps": [row["step"] for row in history],
-            "temperature": stage.config.get("temperature"),
-            "window": window,
-            "early_reward": mean(row["reward"] for row in history[:window]),
-            "late_reward": mean(row["reward"] for row in history[-window:]),
-            "max_kl": max((row.get("kl", 0.0) for row in history), default=0.0),
-        }
-    else:
-        metrics = read_json(folder / METRICS_FILE)
     return {
         "seconds": record.seconds,
         "peak_memory_mib": record.peak_memory_mib,
-        "metrics": metrics,
         "base_model": record.base_model,
+        "metrics": read_summary(folder),
     }
+
+
+def task_scores(summary: dict) -> dict[str, dict]:
+    """An evaluation's scores by `<model>/<task>`, from its summary's rows."""
+    return {f"{row['model']}/{row['task']}": row["metrics"] for row in summary["results"]}
 
 
 def run_stage(stage: Stage, configs: Path, restart: bool) -> dict:
@@ -189,13 +155,14 @@ def run_stage(stage: Stage, configs: Path, restart: bool) -> dict:
     if not restart and record is not None and record.status == "finished":
         print(f"[demo] {stage.name}: done already, skipping")
         return stage_record(stage)
-    resume = not restart and stage.job != "eval" and any(is_complete(path) for path in checkpoints(folder))
+    resumable = JOBS[stage.job].resumable
+    resume = not restart and resumable and any(is_complete(path) for path in checkpoints(folder))
     print(f"[demo] {stage.name}: {'resuming' if resume else 'starting'}")
     path = configs / f"{stage.name}.yaml"
     path.write_text(yaml.safe_dump(stage.config, sort_keys=False))
     flags = ["--resume_from_checkpoint", "latest"] if resume else ["--overwrite_output_dir", "true"]
     try:
-        importlib.import_module(f"toolkit.pipelines.{stage.job}").main(["--config", str(path), *flags])
+        run_job(stage.job, ["--config", str(path), *flags])
     except SystemExit:  # a stage stopped by a signal exits 128 + its number; the demo exits the same way
         print(f"[demo] {stage.name} stopped; run the demo again to resume it.")
         raise
@@ -215,11 +182,19 @@ def starting_points(stages: list[Stage], records: dict[str, dict], evaluation: S
     return starts
 
 
+def stage_line(name: str, summary: dict) -> str:
+    """A stage in one line of the report, from its summary's head: what it trained on and its headline figures."""
+    method = f", {summary['method']}" if summary.get("method") else ""
+    trained = f"{summary['units']:,.0f} {summary['unit']}" if summary.get("units") is not None else ""
+    figures = [f"{metric} {value:.3g}" for metric, value in summary["headline"].items()]
+    return f"- {name} ({summary['job']}{method}): " + "; ".join(part for part in (trained, *figures) if part) + "."
+
+
 def write_report(output_dir: Path, stages: list[Stage], records: dict[str, dict]) -> Path:
-    """report.md: each evaluated stage's scores and its gain over the model it started from, the reward model, PPO,
-    DPO and GRPO figures, times."""
-    evaluation = next(stage for stage in stages if stage.job == "eval")
-    scores = records[evaluation.name]["metrics"]
+    """report.md: each evaluated stage's scores and its gain over the model it started from, every other stage's
+    headline figures, times."""
+    evaluation = next(stage for stage in stages if stage.name == EVALUATION_STAGE)
+    scores = task_scores(records[evaluation.name]["metrics"])
     starts = starting_points(stages, records, evaluation)
     lines = [
         "# toolkit demo report",
@@ -239,39 +214,14 @@ def write_report(output_dir: Path, stages: list[Stage], records: dict[str, dict]
             gain = "" if start is None else f" ({value - scores[f'{start}/{task}'][metric]:+.3g})"
             cells.append(f"{value:.4g}{gain}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Gains in parentheses are against the model the stage started from (its run's base model).", ""]
-    for stage in stages:
-        metrics = records[stage.name]["metrics"]
-        if stage.job == "reward":
-            lines.append(
-                f"- Reward model ({stage.name}): held-out pairwise accuracy {metrics['heldout_accuracy']:.3f} (95% "
-                f"interval {metrics['heldout_accuracy_ci_low']:.3f}-{metrics['heldout_accuracy_ci_high']:.3f}; "
-                f"chance is 0.5), mean margin {metrics['heldout_margin']:.3f} over {metrics['heldout_num_pairs']} "
-                "pairs."
-            )
-        if stage.job == "ppo":
-            lines.append(
-                f"- PPO ({stage.name}, sampled at temperature {metrics['temperature']}): mean reward "
-                f"{metrics['early_reward']:.3f} over the first {metrics['window']} steps -> "
-                f"{metrics['late_reward']:.3f} over the last {metrics['window']} of {metrics['steps']}; KL to the "
-                "reference at most "
-                f"{metrics['max_kl']:.3f} nats per response."
-            )
-        if stage.job == "dpo":
-            lines.append(
-                f"- DPO ({stage.name}, {metrics['pairs']:.0f} pairs of the policy's own answers): it prefers the "
-                f"right answer of {metrics['eval_preference_accuracy_before']:.3f} of the held-out pairs before -> "
-                f"{metrics['eval_preference_accuracy']:.3f} after (+{metrics['eval_preference_accuracy_gained']} / "
-                f"-{metrics['eval_preference_accuracy_lost']} pairs, McNemar p = "
-                f"{metrics['eval_preference_accuracy_p_value']:.2g})."
-            )
-        if stage.job == "grpo":
-            lines.append(
-                f"- GRPO ({stage.name}, sampled at temperature {metrics['temperature']}): mean reward "
-                f"{metrics['early_reward']:.3f} over the first {metrics['window']} logged steps -> "
-                f"{metrics['late_reward']:.3f} over the last {metrics['window']} of {len(metrics['logged_steps'])}; "
-                f"KL to the reference at most {metrics['max_kl']:.3f} nats per token."
-            )
+    lines += [
+        "",
+        "Gains in parentheses are against the model the stage started from (its run's base model). Each training "
+        "stage, with what it trained on and its headline figures (reward: sampled reward over the first and last "
+        "fifth of the steps):",
+        "",
+    ]
+    lines += [stage_line(stage.name, records[stage.name]["metrics"]) for stage in stages if stage != evaluation]
     lines += [
         "",
         "| stage | seconds | peak memory (MiB) |",

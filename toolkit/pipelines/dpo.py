@@ -5,20 +5,20 @@ r"""DPO on preference pairs (TRL's DPOTrainer), from an SFT model, full or LoRA;
 
 parse -> pairs (hh-rlhf files, Hub, or the arithmetic task's corrupted and policy-sampled pairs) -> policy (SFT
 model, LoRA on top; the reference is the adapter-disabled base or a frozen copy) -> DPOTrainer -> train -> held-out
-preference accuracy -> save (model, curves, metrics.json, run.json) -> push.
+preference accuracy -> save (model, curves); `run_job` records and pushes.
 """
 
 from dataclasses import dataclass, field
 
-from trl import DPOConfig, DPOTrainer, TrlParser
+from trl import DPOConfig, DPOTrainer
 
 from ..adapters import describe_parameters
 from ..loading import load_tokenizer
-from ..parsing import argument_parser
 from ..rlhf.preference_accuracy import preference_accuracy_change, preferred_chosen
 from ..rlhf.preferences import PreferenceDataArguments, load_preference_splits
-from ..training import AdapterArguments, RunArguments, train_and_save
-from .common import exit_on_stop, load_sft_model, open_training_run, push_finished_run, recorded_run
+from ..runs import JobResult
+from ..training import AdapterArguments, RunArguments, per_step, train_and_save, training_result
+from .common import OpenedRun, load_sft_model
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -33,25 +33,22 @@ class DPOModelArguments:
     )
 
 
-def build_parser() -> TrlParser:
-    return argument_parser(
-        (DPOModelArguments, PreferenceDataArguments, AdapterArguments, RunArguments, DPOConfig), "dpo"
-    )
+ARGUMENTS = (DPOModelArguments, PreferenceDataArguments, AdapterArguments, RunArguments, DPOConfig)
+HEADLINE = ("eval_preference_accuracy_before", "eval_preference_accuracy", "eval_preference_accuracy_p_value")
 
 
 def run(
+    opened: OpenedRun,
     model_args: DPOModelArguments,
     data_args: PreferenceDataArguments,
     adapter_args: AdapterArguments,
     run_args: RunArguments,
     config: DPOConfig,
-) -> dict:
+) -> JobResult:
     """Direct preference optimisation of an SFT model on chosen/rejected pairs. Metrics: TRL's on the held-out pairs
     (`eval_rewards/accuracies`: the policy prefers the chosen answer more than the reference does; reward margins),
     and the policy's own preference accuracy on them before and after (`eval_preference_accuracy[_before]`: log p of
-    chosen > log p of rejected), with the pairs gained, lost and the McNemar p-value; pairs and pairs_per_second."""
-    main_process = config.process_index == 0
-    opened = open_training_run(config, run_args)
+    chosen > log p of rejected), with the pairs gained, lost and the McNemar p-value."""
     splits = load_preference_splits(data_args, config.seed)
     if "prompt" not in splits["train"].column_names:
         raise ValueError(
@@ -60,7 +57,7 @@ def run(
         )
     splits = splits.select_columns(PAIR_COLUMNS)
     tokenizer = load_tokenizer(model_args.model_name_or_path, pad_with_eos=True)
-    policy, peft_config = load_sft_model(model_args.model_name_or_path, adapter_args, config.output_dir, "DPO")
+    policy, peft_config = load_sft_model(model_args.model_name_or_path, adapter_args, config.output_dir)
     # The reference: for LoRA the adapter-disabled policy, for full training a frozen copy TRL makes.
     trainer = DPOTrainer(
         model=policy,
@@ -70,7 +67,7 @@ def run(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if main_process:
+    if opened.main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
     held_out, batch_size = splits["validation"], config.per_device_eval_batch_size
     cut = dict(max_length=config.max_length, truncation_mode=config.truncation_mode)  # the pairs as DPO sees them
@@ -81,24 +78,6 @@ def run(
         after = preferred_chosen(trained.model, tokenizer, held_out, batch_size, **cut)
         return preference_accuracy_change(before, after)
 
-    pairs_per_step = config.per_device_train_batch_size * config.world_size * config.gradient_accumulation_steps
-    record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(config.output_dir, "dpo", main_process=main_process, started=opened.started, **record):
-        metrics = train_and_save(
-            trainer,
-            config,
-            plot=run_args.plot,
-            after_training=held_out_preferences,
-            counted_per_step={"pairs": pairs_per_step},
-        )
-    push_finished_run(run_args, config.output_dir, main_process)
-    return metrics
-
-
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
-    with exit_on_stop():
-        metrics = run(model_args, data_args, adapter_args, run_args, config)
-    if config.process_index == 0:
-        print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
-    return metrics
+    opened.start(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
+    metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out_preferences)
+    return training_result(trainer, metrics, per_step(config), HEADLINE)

@@ -16,13 +16,13 @@ Under `accelerate launch --num_processes N` each process takes whole batches of 
 import gc
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
 from transformers import PreTrainedTokenizerBase
-from trl import TrlParser
 
 from .. import stopping
 from .._compat import gather_object
@@ -31,18 +31,17 @@ from ..evaluation.report import TaskScore, plot_results, results_table
 from ..evaluation.significance import mcnemar_exact
 from ..evaluation.task import ArithmeticSourceArguments, Shard, Task
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer
-from ..parsing import argument_parser
 from ..runs import (
     COMPARISON_CHART,
     COMPARISON_TABLE,
     RESULTS_CHART,
     RESULTS_JSON,
     RESULTS_TABLE,
+    JobResult,
     model_dir,
-    prepare_output_dir,
     read_run,
 )
-from .common import exit_on_stop, recorded_run
+from .common import OpenedRun
 
 
 @dataclass(kw_only=True)
@@ -102,11 +101,18 @@ class CommonEvalArguments:
 class EvalArguments(
     BleuArguments, Gsm8kArguments, PerplexityArguments, ArithmeticSourceArguments, CommonEvalArguments
 ):
-    """Every flag of `toolkit eval`: the common ones, then the arithmetic source's, then each task's."""
+    """Every flag of `toolkit eval`: the common ones, then the arithmetic source's, then each task's. Checked when
+    parsed, before any folder is touched."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_arguments(self)
+        labels = model_labels(self)
+        if self.baseline is not None and self.baseline not in labels:
+            raise ValueError(f"--baseline {self.baseline!r} is none of the models' names: {labels}.")
 
 
-def build_parser() -> TrlParser:
-    return argument_parser(EvalArguments, "eval")
+ARGUMENTS = (EvalArguments,)
 
 
 def looks_local(path: str) -> bool:
@@ -278,15 +284,12 @@ def write_comparison(
     return table
 
 
-def run(args: EvalArguments) -> dict:
-    """Every model on every task; writes the report in `output_dir` (main process) and returns its contents."""
-    check_arguments(args)
+def run(opened: OpenedRun, args: EvalArguments) -> JobResult:
+    """Every model on every task; writes the report in `output_dir` (main process). The summary's metrics hold the
+    report's rows (`results`), its headline every model's headline metrics per task."""
     labels = model_labels(args)
-    if args.baseline is not None and args.baseline not in labels:
-        raise ValueError(f"--baseline {args.baseline!r} is none of the models' names: {labels}.")
-    state = PartialState(cpu=args.use_cpu)
+    state = PartialState()
     output_dir = Path(args.output_dir)
-    prepare_output_dir(output_dir, args.overwrite_output_dir, main_process=state.is_main_process)
     tasks: list[Task] = [TASKS[name](args) for name in args.tasks]
     task_data = [task.load() for task in tasks]  # bad data fails before any model is loaded
     paths = [resolve_model(path) for path in args.models]
@@ -294,8 +297,8 @@ def run(args: EvalArguments) -> dict:
     shard = Shard(state.process_index, state.num_processes, args.batch_size, state.is_local_main_process)
 
     scores, outcomes = [], {}
-    record = dict(main_process=state.is_main_process, datasets=[data.source for data in task_data])
-    with recorded_run(str(output_dir), "eval", **record), stopping.stop_on_signals():
+    opened.start(datasets=[data.source for data in task_data])
+    with stopping.stop_on_signals():
         for label, path, tokenizer in zip(labels, paths, tokenizers):
             model = load_causal_lm(path, dtype=args.dtype, device=str(state.device))
             for task, data in zip(tasks, task_data):
@@ -346,12 +349,14 @@ def run(args: EvalArguments) -> dict:
                 print(write_comparison(args, scores, labels, paths, kls))
             print(f"Results in {output_dir}: {RESULTS_JSON}, {RESULTS_TABLE}, {RESULTS_CHART}, <model>/<task>.jsonl")
     state.wait_for_everyone()
-    return report
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """`toolkit eval --config recipes/configs/eval/tiny_cpu.yaml` (or flags); under `accelerate launch -m
-    toolkit.cli eval ...` the work is sharded over the processes."""
-    (args,) = build_parser().parse_args_and_config(argv)
-    with exit_on_stop():
-        return run(args)
+    headline = {
+        f"{score.model}/{score.task}/{metric}": score.metrics[metric]
+        for score in scores
+        for metric, _ in TASKS[score.task].headline
+        if metric in score.metrics
+    }
+    examples = sum(score.num_examples for score in scores)
+    seconds = time.time() - opened.started
+    return JobResult(
+        metrics=report, units=examples, units_per_second=examples / seconds if seconds > 0 else None, headline=headline
+    )

@@ -6,25 +6,21 @@ your own function, weighted together.
         recipes/grpo.py --config recipes/configs/grpo/tiny_cpu.yaml
 
 parse -> prompts (the same as PPO's) -> rewards -> policy (SFT model, LoRA on top; the reference is the
-adapter-disabled base or a frozen copy) -> GRPOTrainer / RLOOTrainer -> train -> save (model, reward curves,
-metrics.json, run.json) -> push.
+adapter-disabled base or a frozen copy) -> GRPOTrainer / RLOOTrainer -> train -> save (model, reward curves);
+`run_job` records and pushes.
 """
 
 from dataclasses import dataclass, field
 
-from trl import TrlParser
-
 from ..adapters import describe_parameters
 from ..loading import load_tokenizer
-from ..parsing import argument_parser
 from ..plotting import plot_online_rl_curves
 from ..rlhf.group_rl import TRAINERS, GRPOConfig, RLOOConfig
 from ..rlhf.prompts import PromptDataArguments, load_prompts
 from ..rlhf.rewards import reward_functions
-from ..training import AdapterArguments, RunArguments, train_and_save
-from .common import exit_on_stop, load_sft_model, open_training_run, push_finished_run, recorded_run
-
-JOBS = {GRPOConfig: "grpo", RLOOConfig: "rloo"}
+from ..runs import JobResult, sampled_reward_headline
+from ..training import AdapterArguments, RunArguments, per_step, train_and_save, training_result
+from .common import OpenedRun, load_sft_model
 
 
 @dataclass
@@ -48,24 +44,20 @@ class GroupRLArguments:
     )
 
 
-def build_parser(config_class: type = GRPOConfig) -> TrlParser:
-    dataclasses = (GroupRLArguments, PromptDataArguments, AdapterArguments, RunArguments, config_class)
-    return argument_parser(dataclasses, JOBS[config_class])
+ARGUMENTS = (GroupRLArguments, PromptDataArguments, AdapterArguments, RunArguments, GRPOConfig)
 
 
 def run(
+    opened: OpenedRun,
     args: GroupRLArguments,
     data_args: PromptDataArguments,
     adapter_args: AdapterArguments,
     run_args: RunArguments,
     config: GRPOConfig | RLOOConfig,
-) -> dict:
+) -> JobResult:
     """GRPO or RLOO (by the config's type) from an SFT model; metrics are TRL's (reward and rewards/<name>/mean,
-    kl when beta > 0, completion lengths) plus the whole run's summary (with episodes: completions sampled, and
-    episodes_per_second), written to metrics.json."""
-    job = JOBS[type(config)]
-    main_process = config.process_index == 0
-    opened = open_training_run(config, run_args)
+    kl when beta > 0, completion lengths); the summary counts episodes (completions sampled) and keeps the sampled
+    reward and KL curves."""
     prompts = load_prompts(data_args)
     rewards = reward_functions(args.reward_funcs, args.reward_model_name_or_path)
     if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
@@ -74,7 +66,7 @@ def run(
             f"({' '.join(args.reward_funcs)}); give one weight per reward."
         )
     tokenizer = load_tokenizer(args.model_name_or_path, pad_with_eos=True)
-    policy, peft_config = load_sft_model(args.model_name_or_path, adapter_args, config.output_dir, job.upper())
+    policy, peft_config = load_sft_model(args.model_name_or_path, adapter_args, config.output_dir)
     # The reference (when beta > 0): for LoRA the adapter-disabled policy, for full training a frozen copy TRL makes.
     trainer = TRAINERS[type(config)](
         model=policy,
@@ -84,24 +76,11 @@ def run(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if main_process:
+    if opened.main_process:
         print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
+    opened.start(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
+    metrics = train_and_save(trainer, config, plot=run_args.plot, curves=plot_online_rl_curves)
     # Newly sampled completions per optimizer step (each is trained on num_iterations times).
-    episodes = config.per_device_train_batch_size * config.world_size * config.gradient_accumulation_steps
-    episodes /= config.num_iterations
-    record = dict(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(config.output_dir, job, main_process=main_process, started=opened.started, **record):
-        metrics = train_and_save(
-            trainer, config, plot=run_args.plot, curves=plot_online_rl_curves, counted_per_step={"episodes": episodes}
-        )
-    push_finished_run(run_args, config.output_dir, main_process)
-    return metrics
-
-
-def main(argv: list[str] | None = None, config_class: type = GRPOConfig) -> dict:
-    args, data_args, adapter_args, run_args, config = build_parser(config_class).parse_args_and_config(argv)
-    with exit_on_stop():
-        metrics = run(args, data_args, adapter_args, run_args, config)
-    if config.process_index == 0:
-        print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
-    return metrics
+    result = training_result(trainer, metrics, per_step(config) / config.num_iterations, ())
+    result.headline = sampled_reward_headline(result.curves)
+    return result

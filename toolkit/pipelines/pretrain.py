@@ -3,8 +3,8 @@ r"""Pretraining a GPT from scratch (our GPT, any preset or shape, or a GPT-2-arc
     accelerate launch --config_file accelerate_configs/cpu.yaml \
         recipes/pretrain.py --config recipes/configs/pretrain/tiny_cpu.yaml
 
-parse -> data (load, tokenizer, pack) -> model -> Trainer -> train -> save (model, tokenizer, curves, metrics.json,
-run.json) -> push.
+parse -> data (load, tokenizer, pack) -> model -> Trainer -> train -> save (model, tokenizer, curves), then
+`toolkit.pipelines.common.run_job` records the run (run.json, metrics.json) and pushes it.
 """
 
 from transformers import (
@@ -14,19 +14,23 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
-from trl import TrlParser
 
 from ..data import DatasetEpochCallback, RandomBlocks, TokenBlocks, pack_for_language_modeling, pack_streams
-from ..parsing import argument_parser
-from ..training import PretrainDataArguments, PretrainModelArguments, RunArguments, ToolkitTrainer, train_and_save
+from ..runs import JobResult
+from ..training import (
+    PretrainDataArguments,
+    PretrainModelArguments,
+    RunArguments,
+    ToolkitTrainer,
+    per_step,
+    train_and_save,
+    training_result,
+)
 from ..training.setup import build_model, build_tokenizer, load_training_splits, streamed_token_streams
-from .common import exit_on_stop, open_training_run, push_finished_run, recorded_run
+from .common import OpenedRun
 
-
-def build_parser() -> TrlParser:
-    return argument_parser(
-        (PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments), "pretrain"
-    )
+ARGUMENTS = (PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments)
+HEADLINE = ("eval_loss", "eval_perplexity", "train_loss")
 
 
 def prepare(
@@ -87,34 +91,20 @@ def build_trainer(
 
 
 def run(
+    opened: OpenedRun,
     model_args: PretrainModelArguments,
     data_args: PretrainDataArguments,
     run_args: RunArguments,
     training_args: TrainingArguments,
-) -> dict:
-    """Train a GPT from scratch on packed blocks; saves model, tokenizer, curves and metrics.json in output_dir."""
-    main_process = training_args.process_index == 0
-    output_dir = training_args.output_dir
-    opened = open_training_run(training_args, run_args)
+) -> JobResult:
+    """Train a GPT from scratch on packed blocks; saves model, tokenizer and curves in output_dir."""
     tokenizer, model, blocks = prepare(model_args, data_args, training_args)
-    if main_process:
+    if opened.main_process:
         print(
             f"{model.__class__.__name__}: {model.num_parameters():,} parameters, vocabulary {len(tokenizer)}, "
             f"{len(blocks['train']):,} training blocks of {data_args.block_size} tokens"
         )
     trainer = build_trainer(model, tokenizer, blocks, training_args)
-    with recorded_run(
-        output_dir, "pretrain", main_process=main_process, started=opened.started, datasets=[data_args.dataset]
-    ):
-        metrics = train_and_save(trainer, training_args, plot=run_args.plot, tokens_per_sample=data_args.block_size)
-    push_finished_run(run_args, output_dir, main_process)
-    return metrics
-
-
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, run_args, training_args = build_parser().parse_args_and_config(argv)
-    with exit_on_stop():
-        metrics = run(model_args, data_args, run_args, training_args)
-    if training_args.process_index == 0:
-        print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
-    return metrics
+    opened.start(datasets=[data_args.dataset])
+    metrics = train_and_save(trainer, training_args, plot=run_args.plot)
+    return training_result(trainer, metrics, per_step(training_args, data_args.block_size), HEADLINE)

@@ -5,17 +5,8 @@ reward of the other completions of its prompt, and a KL penalty (beta 0.05) by d
         recipes/rloo.py --config recipes/configs/rloo/tiny_cpu.yaml
 """
 
-from trl import TrlParser
-
 from ..rlhf.group_rl import RLOOConfig
 from . import grpo
 
-run = grpo.run
-
-
-def build_parser() -> TrlParser:
-    return grpo.build_parser(RLOOConfig)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return grpo.main(argv, RLOOConfig)
+ARGUMENTS = (*grpo.ARGUMENTS[:-1], RLOOConfig)
+run = grpo.run  # the config's type picks the trainer

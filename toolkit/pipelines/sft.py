@@ -5,8 +5,7 @@ LoRA on the attention projections, or soft prompt tuning, as `--method` says.
         recipes/sft.py --config recipes/configs/sft/tiny_cpu.yaml
 
 parse -> data (prompt/completion columns: completion-only loss; a text column: language modeling) -> model (+ adapter)
--> SFTTrainer -> train -> save (model or adapter, curves, metrics.json, run.json; merged/ with --merge_adapter)
--> push.
+-> SFTTrainer -> train -> save (model or adapter, curves; merged/ with --merge_adapter); `run_job` records and pushes.
 
 `SFTConfig` brings TRL's settings (`max_length`, `packing`, `padding_free`, `completion_only_loss`,
 `dataset_num_proc`); the toolkit adds its extras on top (perplexity, token-weighted eval loss, curves, SIGTERM,
@@ -17,36 +16,34 @@ from pathlib import Path
 
 import datasets
 from transformers import PreTrainedModel
-from trl import SFTConfig, TrlParser
+from trl import SFTConfig
 
-from ..adapters import METHODS, apply_lora, apply_prompt_tuning, describe_parameters, parameter_counts
+from ..adapters import apply_lora, apply_prompt_tuning, describe_parameters, parameter_counts
 from ..loading import model_context_length
-from ..parsing import argument_parser
-from ..runs import MERGED_DIR
+from ..runs import MERGED_DIR, JobResult
 from ..training import (
     AdapterArguments,
     DataArguments,
     ModelArguments,
     RunArguments,
     ToolkitSFTTrainer,
+    per_step,
     train_and_save,
+    training_result,
 )
 from ..training.setup import build_model, build_tokenizer, load_training_splits
-from .common import exit_on_stop, open_training_run, push_finished_run, recorded_run
+from .common import OpenedRun
 
+ARGUMENTS = (ModelArguments, DataArguments, AdapterArguments, RunArguments, SFTConfig)
+HEADLINE = ("eval_loss", "eval_perplexity", "train_loss")
 TEXT_FIELD = "text"  # SFTConfig's default dataset_text_field
-
-
-def build_parser() -> TrlParser:
-    return argument_parser((ModelArguments, DataArguments, AdapterArguments, RunArguments, SFTConfig), "sft")
 
 
 def adapt(
     model: PreTrainedModel, model_args: ModelArguments, adapter_args: AdapterArguments, max_length: int | None
 ) -> PreTrainedModel:
-    """Wrap `model` for the fine-tuning method: unchanged (full), LoRA, or a soft prompt."""
-    if adapter_args.method not in METHODS:
-        raise ValueError(f"Unknown method {adapter_args.method!r}; choose one of {METHODS}.")
+    """Wrap `model` for the fine-tuning method (checked by the run's opening): unchanged (full), LoRA, or a soft
+    prompt."""
     if adapter_args.method == "lora":
         return apply_lora(model, **adapter_args.lora_options())
     if adapter_args.method == "prompt_tuning":
@@ -81,17 +78,15 @@ def sft_columns(split: datasets.Dataset, data_args: DataArguments) -> datasets.D
 
 
 def run(
+    opened: OpenedRun,
     model_args: ModelArguments,
     data_args: DataArguments,
     adapter_args: AdapterArguments,
     run_args: RunArguments,
     config: SFTConfig,
-) -> dict:
+) -> JobResult:
     """Fine-tune a pretrained causal LM (full, LoRA or prompt tuning); saves the model or adapter in output_dir,
     and with `merge_adapter` the merged LoRA model in output_dir/merged."""
-    main_process = config.process_index == 0
-    output_dir = config.output_dir
-    opened = open_training_run(config, run_args)
     if model_args.model_name_or_path is None:
         raise ValueError(
             "Fine-tuning needs a pretrained model: pass --model_name_or_path (e.g. openai-community/gpt2)."
@@ -108,7 +103,7 @@ def run(
     model = adapt(model, model_args, adapter_args, config.max_length)
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise ValueError(f"--method {adapter_args.method} left nothing of {model_args.model_name_or_path} to train.")
-    if main_process:
+    if opened.main_process:
         print(f"{adapter_args.method}: {describe_parameters(model)}")
     splits = datasets.DatasetDict({name: sft_columns(split, data_args) for name, split in splits.items()})
     trainer = ToolkitSFTTrainer(
@@ -119,22 +114,11 @@ def run(
         processing_class=tokenizer,
     )
     trainable, total = parameter_counts(model)
-    counts = dict(method=adapter_args.method, trainable_parameters=trainable, total_parameters=total)
-    record = dict(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
-    with recorded_run(output_dir, "sft", main_process=main_process, started=opened.started, **record):
-        metrics = train_and_save(trainer, config, plot=run_args.plot, extra_metrics=counts)
-        if adapter_args.merge_adapter and adapter_args.method == "lora" and main_process:
-            merged_dir = Path(output_dir) / MERGED_DIR
-            model.merge_and_unload().save_pretrained(merged_dir)
-            tokenizer.save_pretrained(merged_dir)
-    push_finished_run(run_args, output_dir, main_process)
-    return metrics
-
-
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, adapter_args, run_args, config = build_parser().parse_args_and_config(argv)
-    with exit_on_stop():
-        metrics = run(model_args, data_args, adapter_args, run_args, config)
-    if config.process_index == 0:
-        print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
-    return metrics
+    counts = dict(trainable_parameters=trainable, total_parameters=total)
+    opened.start(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
+    metrics = train_and_save(trainer, config, plot=run_args.plot, extra_metrics=counts)
+    if adapter_args.merge_adapter and adapter_args.method == "lora" and opened.main_process:
+        merged_dir = Path(config.output_dir) / MERGED_DIR
+        model.merge_and_unload().save_pretrained(merged_dir)
+        tokenizer.save_pretrained(merged_dir)
+    return training_result(trainer, metrics, per_step(config), HEADLINE)

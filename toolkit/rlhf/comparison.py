@@ -6,7 +6,6 @@ per token, k3; DPO samples nothing), so the comparison estimates it afresh: answ
 temperature 1 (no top-k), KL(model || reference) ~ mean over answers of sum_t [log p_model - log p_reference].
 """
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +18,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .._compat import gather_object
 from ..evaluation.task import batch_share, check_gathered
+from ..jobs import JOBS
 from ..plotting import save_figure
-from ..runs import METRICS_FILE, METRICS_LOG_FILE, TRAINER_STATE_FILE, read_json, run_of_model
+from ..runs import curve_ends, read_summary, run_of_model
 from .rollout import left_pad, response_logprobs, truncate_after_eos
-
-ALIGNMENT_JOBS = ("ppo", "dpo", "grpo", "rloo")
 
 
 @torch.no_grad()
@@ -77,55 +75,35 @@ def sampled_kl(
 
 @dataclass
 class TrainingSummary:
-    """What a model's training run recorded: its job and method, how many episodes it sampled (DPO: pairs it
-    trained on) and how fast, its peak memory, wall time, and its sampled reward per logged step."""
+    """What a model's alignment run recorded in its summary (metrics.json): its job and method, what it trained on
+    (episodes, pairs) and how fast, its peak memory, wall time, and its sampled reward against units trained on."""
 
     job: str
     method: str | None
-    units: str  # "episodes" or "pairs"
+    units: str  # what it counted: episodes, pairs
     count: float | None
     per_second: float | None
     peak_memory_mib: float | None
     seconds: float | None
-    reward_curve: list[tuple[float, float]] = field(default_factory=list)  # (episodes so far, mean sampled reward)
-
-
-def reward_curve(run: Path, job: str, metrics: dict) -> list[tuple[float, float]]:
-    """(episodes, mean sampled reward) per logged step: PPO's metrics.jsonl, or TRL's log history (GRPO, RLOO)."""
-    if job == "ppo" and (run / METRICS_LOG_FILE).is_file():
-        rows = [json.loads(line) for line in (run / METRICS_LOG_FILE).read_text().splitlines() if line.strip()]
-        return [(row["episodes"], row["objective/scores"]) for row in rows]
-    if job in ("grpo", "rloo") and (run / TRAINER_STATE_FILE).is_file() and metrics.get("episodes"):
-        per_step = metrics["episodes"] / metrics["global_step"]
-        history = read_json(run / TRAINER_STATE_FILE)["log_history"]
-        return [(row["step"] * per_step, row["reward"]) for row in history if "reward" in row]
-    return []
+    reward_curve: list[list[float]] = field(default_factory=list)  # [units so far, mean sampled reward]
 
 
 def training_summary(model_folder: str | Path) -> TrainingSummary | None:
-    """The alignment run (PPO, DPO, GRPO, RLOO) a model folder belongs to, summarised; None for other models."""
+    """The alignment run a model folder belongs to (a job registered with `aligns`), summarised; None for others."""
     run, record = run_of_model(model_folder)
-    if record is None or record.job not in ALIGNMENT_JOBS:
+    if record is None or record.job not in JOBS or not JOBS[record.job].aligns:
         return None
-    metrics = read_json(run / METRICS_FILE) if (run / METRICS_FILE).is_file() else {}
-    units = "pairs" if record.job == "dpo" else "episodes"
+    summary = read_summary(run)
     return TrainingSummary(
         job=record.job,
         method=record.method,
-        units=units,
-        count=metrics.get(units),
-        per_second=metrics.get(f"{units}_per_second"),
+        units=JOBS[record.job].unit,
+        count=summary.get("units"),
+        per_second=summary.get("units_per_second"),
         peak_memory_mib=record.peak_memory_mib,
         seconds=record.seconds,
-        reward_curve=reward_curve(run, record.job, metrics),
+        reward_curve=(summary.get("curves") or {}).get("reward", []),
     )
-
-
-def window_mean(curve: list[tuple[float, float]], share: float, last: bool) -> float:
-    """The mean reward of the first (or last) `share` of the logged steps."""
-    count = max(1, round(len(curve) * share))
-    window = curve[-count:] if last else curve[:count]
-    return sum(reward for _, reward in window) / len(window)
 
 
 def number(value: float | None, form: str) -> str:
@@ -139,16 +117,14 @@ def comparison_table(rows: list[dict], metric_title: str, baseline: str) -> str:
     Each row: name, score, gained, lost, p_value, kl (or None), summary (TrainingSummary or None)."""
     header = (
         f"| model | method | {metric_title} | gained / lost vs {baseline} | McNemar p | KL to {baseline} (nats per "
-        "answer) | sampled reward, first -> last 20% of steps | episodes (DPO: pairs) | per second | peak memory "
+        "answer) | sampled reward, first -> last 20% of steps | trained on | per second | peak memory "
         "(MiB) | wall time (s) |"
     )
     lines = [header, "|" + "---|" * 11]
     for row in rows:
         summary: TrainingSummary | None = row["summary"]
         curve = summary.reward_curve if summary else []
-        reward = (
-            f"{window_mean(curve, 0.2, last=False):.3f} -> {window_mean(curve, 0.2, last=True):.3f}" if curve else "-"
-        )
+        reward = "{:.3f} -> {:.3f}".format(*curve_ends(curve)) if curve else "-"
         method = f"{summary.job} ({summary.method})" if summary else "-"
         changed = "-" if row["gained"] is None else f"+{row['gained']} / -{row['lost']}"
         cells = [
@@ -159,7 +135,7 @@ def comparison_table(rows: list[dict], metric_title: str, baseline: str) -> str:
             number(row["p_value"], ".2g"),
             number(row["kl"], ".3f"),
             reward,
-            number(summary.count if summary else None, ",.0f"),
+            f"{number(summary.count, ',.0f')} {summary.units}" if summary and summary.count is not None else "-",
             number(summary.per_second if summary else None, ".1f"),
             number(summary.peak_memory_mib if summary else None, ",.0f"),
             number(summary.seconds if summary else None, ".0f"),
@@ -191,7 +167,8 @@ def plot_comparison(rows: list[dict], metric_title: str, baseline: str, path: st
                 for i in range(len(rewards))
             ]
             reward_axes.plot(episodes, smoothed, color=color, label=row["name"])
-    reward_axes.set(title="Sampled reward (mean over the last tenth of the run)", xlabel="episodes")
+    units = sorted({row["summary"].units for row in rows if row["summary"] and row["summary"].reward_curve})
+    reward_axes.set(title="Sampled reward (mean over the last tenth of the run)", xlabel=" / ".join(units))
     if reward_axes.lines:
         reward_axes.legend()
     for row, color in zip(rows, colors):
@@ -204,7 +181,6 @@ def plot_comparison(rows: list[dict], metric_title: str, baseline: str, path: st
 
 
 __all__ = [
-    "ALIGNMENT_JOBS",
     "TrainingSummary",
     "comparison_table",
     "plot_comparison",

@@ -14,7 +14,7 @@ from transformers import TrainingArguments, default_data_collator, set_seed
 
 from ..data import load_raw, pack_for_language_modeling, require_columns, train_validation_splits
 from ..plotting import save_figure
-from ..training import ModelArguments, ToolkitTrainer, build_model, build_tokenizer, train_and_save
+from ..training import PretrainModelArguments, ToolkitTrainer, build_model, build_tokenizer, train_and_save
 from .estimate import GPTShape, gpt_parameter_counts, training_flops_with_attention
 
 
@@ -125,7 +125,7 @@ def run_sweep(args: SweepArguments) -> dict:
     splits = train_validation_splits(raw, validation_fraction=args.validation_fraction)
     for split in splits.values():
         require_columns(split, [args.text_column], args.dataset)
-    tokenizer = build_tokenizer(ModelArguments(tokenizer=args.tokenizer), splits["train"], args.text_column)
+    tokenizer = build_tokenizer(PretrainModelArguments(tokenizer=args.tokenizer), splits["train"], args.text_column)
     blocks = pack_for_language_modeling(
         splits, tokenizer, args.text_column, args.block_size, validation_fraction=args.validation_fraction
     )
@@ -137,7 +137,7 @@ def run_sweep(args: SweepArguments) -> dict:
     for num_layers, hidden_size, num_heads in tqdm(shapes, desc="scaling sweep", unit="model"):
         name = f"{num_layers}x{hidden_size}"
         set_seed(args.seed)
-        model_args = ModelArguments(
+        model_args = PretrainModelArguments(
             num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads, context_length=args.block_size
         )
         model = build_model(model_args, tokenizer, args.block_size)
@@ -165,7 +165,7 @@ def run_sweep(args: SweepArguments) -> dict:
             data_collator=default_data_collator,
             processing_class=tokenizer,
         )
-        metrics = train_and_save(trainer, training_args, plot=False, tokens_per_sample=args.block_size)
+        metrics = train_and_save(trainer, training_args, plot=False)
         counts = gpt_parameter_counts(GPTShape.from_config(model.config))
         points.append(
             SweepPoint(

@@ -15,7 +15,9 @@ from .trainer import (
     ToolkitSFTTrainer,
     ToolkitTrainer,
     TrainingCurvesCallback,
+    per_step,
     train_and_save,
+    training_result,
 )
 
 __all__ = [
@@ -34,5 +36,7 @@ __all__ = [
     "ToolkitSFTTrainer",
     "ToolkitTrainer",
     "TrainingCurvesCallback",
+    "per_step",
     "train_and_save",
+    "training_result",
 ]

@@ -6,14 +6,39 @@ a setting those already have keeps their name (SFT's sequence length is `max_len
 
 from dataclasses import dataclass, field
 
+from ..tasks.arithmetic import ArithmeticDifficultyArguments
+
 BLOCK_SAMPLING = ("strided", "random")  # --block_sampling: blocks every --block_stride tokens, or nanoGPT's offsets
 
 
 @dataclass
 class ModelArguments:
+    """The pretrained model a job starts from (SFT): its folder or Hub id, tokenizer and attention backend."""
+
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Pretrained model folder or Hub id (e.g. openai-community/gpt2). None: build from scratch."},
+        metadata={"help": "Pretrained model folder or Hub id (e.g. openai-community/gpt2)."},
+    )
+    tokenizer: str | None = field(
+        default=None,
+        metadata={
+            "help": "A tokenizer folder / Hub id, or (pretraining) 'char' (character level, built from the training "
+            "text) or 'bpe' (byte-level BPE trained on it). None: the model's own tokenizer."
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention backend: 'sdpa' (default), 'eager', 'flash_attention_2', ..."}
+    )
+
+
+@dataclass
+class PretrainModelArguments(ModelArguments):
+    """The model of a pretraining run: a pretrained one to continue, or (no model_name_or_path) one built from
+    scratch in a preset shape with overrides. SFT and reward runs read `trust_remote_code` from TRL's config."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Pretrained model folder or Hub id to continue training. None: build one from scratch."},
     )
     architecture: str = field(
         default="gpt",
@@ -34,28 +59,12 @@ class ModelArguments:
     model_activation: str = field(
         default="gelu_new", metadata={"help": "From scratch: 'gelu' (exact, nanoGPT) or 'gelu_new' (GPT-2, tanh)."}
     )
-    tokenizer: str | None = field(
-        default=None,
-        metadata={
-            "help": "'char' (character level, built from the training text), 'bpe' (byte-level BPE trained on it), "
-            "or a tokenizer folder / Hub id. None: the model's own tokenizer."
-        },
-    )
     bpe_vocab_size: int = field(default=4096, metadata={"help": "Vocabulary size when training a BPE tokenizer."})
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "Attention backend: 'sdpa' (default), 'eager', 'flash_attention_2', ..."}
-    )
-
-
-@dataclass
-class PretrainModelArguments(ModelArguments):
-    """The model of a pretraining run; SFT and reward runs read `trust_remote_code` from TRL's config."""
-
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code shipped with the model."})
 
 
 @dataclass
-class DataArguments:
+class DataArguments(ArithmeticDifficultyArguments):
     dataset: str = field(
         default="arithmetic",
         metadata={
@@ -87,11 +96,9 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep at most this many validation rows."})
     synthetic_train_size: int = field(default=2000, metadata={"help": "'arithmetic': number of training problems."})
     synthetic_validation_size: int = field(default=200, metadata={"help": "'arithmetic': validation problems."})
-    synthetic_difficulty: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("text_column", "prompt_column", "completion_column"):
             if getattr(self, name) == "":
                 raise ValueError(f"--{name} is empty: name a column of the data, or leave it unset.")

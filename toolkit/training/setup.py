@@ -20,7 +20,7 @@ from ..data import (
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer, model_context_length
 from ..models import GPTConfig, GPTForCausalLM, gpt_config_to_gpt2
 from ..tokenization import build_char_tokenizer, check_tokenizer_fits, train_bpe_tokenizer
-from .arguments import DataArguments, ModelArguments, PretrainDataArguments
+from .arguments import DataArguments, ModelArguments, PretrainDataArguments, PretrainModelArguments
 
 ARCHITECTURES = ("gpt", "gpt2")
 
@@ -93,6 +93,11 @@ def build_tokenizer(
     name = args.tokenizer or args.model_name_or_path
     if name is None:
         raise ValueError("Training from scratch needs --tokenizer: 'char', 'bpe', or a tokenizer folder / Hub id.")
+    if name in ("char", "bpe") and not isinstance(args, PretrainModelArguments):
+        raise ValueError(
+            f"--tokenizer {name} builds a new vocabulary, which only a model built from scratch can use (toolkit "
+            "pretrain): pass the pretrained model's tokenizer folder or Hub id, or leave --tokenizer unset."
+        )
     if name in ("char", "bpe") and train is None:
         raise ValueError(
             f"--tokenizer {name} is built from the whole training text, which --dataset_streaming never holds: pass "
@@ -106,7 +111,7 @@ def build_tokenizer(
     return load_tokenizer(name, pad_with_eos=True, trust_remote_code=trust_remote_code)
 
 
-def scratch_config(args: ModelArguments, vocab_size: int, block_size: int, tokenizer) -> GPTConfig:
+def scratch_config(args: PretrainModelArguments, vocab_size: int, block_size: int, tokenizer) -> GPTConfig:
     overrides = {
         "num_hidden_layers": args.num_layers,
         "num_attention_heads": args.num_heads,

@@ -1,10 +1,9 @@
 """What users expect of a training run, on top of `transformers.Trainer` and TRL's `SFTTrainer` (and TRL's other
 trainers, which subclass Trainer): perplexity next to every loss, a token-weighted eval loss, curves saved as PNG, a
 graceful stop on SIGTERM / Ctrl-C that checkpoints first,
-`--resume_from_checkpoint latest` (resolved by `toolkit.runs`), and a final `metrics.json`.
+`--resume_from_checkpoint latest` (resolved by `toolkit.runs`), and the run's summary (`training_result`).
 """
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from trl import SFTTrainer
 from .. import stopping
 from .._compat import TokenWeightedEvaluation
 from ..plotting import plot_training_curves
-from ..runs import CURVES_FILE, METRICS_FILE, TRAINER_STATE_FILE, read_json, resolve_checkpoint
+from ..runs import CURVES_FILE, TRAINER_STATE_FILE, JobResult, read_json, resolve_checkpoint
 
 
 def perplexity(loss: float) -> float:
@@ -153,22 +152,17 @@ def train_and_save(
     args: TrainingArguments,
     *,
     plot: bool = True,
-    tokens_per_sample: int | None = None,
     extra_metrics: dict | None = None,
     after_training: Callable[[Trainer], dict] | None = None,
     curves: Callable[[list[dict], Path, str], Path | None] | None = None,
-    counted_per_step: dict[str, float] | None = None,
 ) -> dict:
     """Train (resuming if asked), evaluate (the last step's evaluation when the schedule ran one there), save model +
-    tokenizer, curves and metrics.json; return the metrics.
+    tokenizer and curves; return the metrics.
 
-    `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation) before they are written;
+    `after_training(trainer)` may add metrics of its own (e.g. a held-out evaluation);
     `curves(log_history, path, title)` draws other curves than loss and perplexity (e.g. an RL run's rewards).
-    `counted_per_step` (e.g. {"episodes": 32}) adds each count's total over the run and its rate over this session's
-    steps (`episodes`, `episodes_per_second`; a resumed run's rate is that of its last session).
     A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and raises `toolkit.stopping.JobStopped`."""
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    resumed_at = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
     language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
@@ -193,19 +187,40 @@ def train_and_save(
     metrics["train_loss"] = whole_run_train_loss(trainer.state.log_history)
     if language_model:
         metrics["train_perplexity"] = perplexity(metrics["train_loss"])
-    if tokens_per_sample is not None:
-        metrics["train_tokens_per_second"] = metrics["train_samples_per_second"] * tokens_per_sample
-    for name, per_step in (counted_per_step or {}).items():
-        metrics[name] = per_step * trainer.state.global_step
-        metrics[f"{name}_per_second"] = per_step * (trainer.state.global_step - resumed_at) / metrics["train_runtime"]
     if trainer.eval_dataset is not None:
         final_weights_evaluated = last_evaluation.step == trainer.state.global_step and not args.load_best_model_at_end
         metrics.update(last_evaluation.metrics if final_weights_evaluated else trainer.evaluate())
     metrics["global_step"] = trainer.state.global_step
     if after_training is not None:
         metrics.update(after_training(trainer))
-    if trainer.is_world_process_zero():
-        Path(args.output_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        if plot:
-            drawer.draw(args, trainer.state)
+    if trainer.is_world_process_zero() and plot:
+        drawer.draw(args, trainer.state)
     return metrics
+
+
+CURVE_SERIES = ("loss", "eval_loss", "reward", "kl")  # the logged values a run's summary keeps as curves
+
+
+def training_result(trainer: Trainer, metrics: dict, units_per_step: float, headline: tuple[str, ...]) -> JobResult:
+    """A Trainer job's summary from `train_and_save`'s metrics: the units it trained on (`units_per_step` per
+    optimizer step: tokens, samples, pairs, episodes) and their rate over this session's steps, the `headline`
+    metrics it has, and its logged curves against units."""
+    checkpoint = trainer.args.resume_from_checkpoint  # resolved by the run's opening
+    resumed_at = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
+    steps = trainer.state.global_step
+    curves = {
+        name: [[row["step"] * units_per_step, row[name]] for row in trainer.state.log_history if name in row]
+        for name in CURVE_SERIES
+    }
+    return JobResult(
+        metrics=metrics,
+        units=units_per_step * steps,
+        units_per_second=units_per_step * (steps - resumed_at) / metrics["train_runtime"],
+        headline={name: metrics[name] for name in headline if name in metrics},
+        curves={name: points for name, points in curves.items() if points},
+    )
+
+
+def per_step(args: TrainingArguments, per_sample: float = 1) -> float:
+    """Samples (times `per_sample`: tokens a block) one optimizer step trains on, over every process."""
+    return args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps * per_sample
