@@ -83,7 +83,7 @@ def test_ppo_killed_during_saves_resumes_to_the_same_weights(tmp_path):
         ]
     )
     command = [sys.executable, str(REPO / "recipes/ppo.py"), "--config", str(CONFIGS / "ppo/tiny_cpu.yaml")]
-    command += ["--policy_name_or_path", str(tmp_path / "sft"), "--sample_steps", "0", "--plot", "false"]
+    command += ["--model_name_or_path", str(tmp_path / "sft"), "--sample_steps", "0", "--plot", "false"]
     command += ["--max_steps", str(MAX_STEPS), "--save_steps", str(SAVE_STEPS), "--save_total_limit", "2"]
     check_kill_and_resume(
         tmp_path, command, ["rng_state_0.json", "trained_weights.safetensors", "optimizer.pt", "ppo_state.json"]

@@ -22,7 +22,7 @@ import datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..generation import generate_greedy
-from ..tasks.arithmetic import make_arithmetic_dataset
+from ..tasks.arithmetic import ArithmeticDifficultyArguments, make_arithmetic_dataset
 
 
 @dataclass(frozen=True)
@@ -144,16 +144,13 @@ def gathered_outputs(records: list[dict], num_prompts: int) -> list[str]:
 
 
 @dataclass
-class ArithmeticSourceArguments:
+class ArithmeticSourceArguments(ArithmeticDifficultyArguments):
     """How many of the arithmetic task's problems a task reads when its data is `arithmetic`."""
 
     synthetic_size: int = field(
         default=200, metadata={"help": "'arithmetic': test problems generated (then cut to limit)."}
     )
     synthetic_fewshot_size: int = field(default=200, metadata={"help": "'arithmetic': exemplar pool (train split)."})
-    synthetic_difficulty: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
 
 
 def arithmetic_examples(args: ArithmeticSourceArguments, split: str, size: int) -> datasets.Dataset:

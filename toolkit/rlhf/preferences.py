@@ -15,6 +15,7 @@ from ..data import SYNTHETIC_NAME, load_raw
 from ..generation import ModelOrPath, TokenizerOrPath, generate_completions
 from ..tasks.arithmetic import (
     DIFFICULTIES,
+    ArithmeticDifficultyArguments,
     arithmetic_preference_pairs,
     format_prompt,
     make_arithmetic_dataset,
@@ -240,7 +241,7 @@ def arithmetic_policy_pairs(
 
 
 @dataclass
-class PreferenceDataArguments:
+class PreferenceDataArguments(ArithmeticDifficultyArguments):
     dataset: str = field(
         default=SYNTHETIC_NAME,
         metadata={
@@ -253,9 +254,6 @@ class PreferenceDataArguments:
         default=False, metadata={"help": "Split hh-rlhf dialogues into the shared prompt and the two replies."}
     )
     num_pairs: int = field(default=2000, metadata={"help": "'arithmetic': number of training pairs."})
-    synthetic_difficulty: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
     policy_samples_from: str | None = field(
         default=None,
         metadata={

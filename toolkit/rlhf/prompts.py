@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 import datasets
 
 from ..data import SYNTHETIC_NAME
-from ..tasks.arithmetic import format_prompt, make_arithmetic_dataset
+from ..tasks.arithmetic import ArithmeticDifficultyArguments, format_prompt, make_arithmetic_dataset
 from .preferences import load_preference_pairs
 
 
 @dataclass
-class PromptDataArguments:
+class PromptDataArguments(ArithmeticDifficultyArguments):
     dataset: str = field(
         default=SYNTHETIC_NAME,
         metadata={
@@ -21,9 +21,6 @@ class PromptDataArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     num_prompts: int = field(default=1000, metadata={"help": "How many prompts to draw rollouts from."})
-    synthetic_difficulty: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "'arithmetic': difficulty levels (1-3) to mix."}
-    )
 
 
 def load_prompts(args: PromptDataArguments) -> datasets.Dataset:

@@ -18,6 +18,7 @@ import hashlib
 import random
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import datasets
 
@@ -41,6 +42,29 @@ FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 # Applied in this order, then lower-casing: the harness's `regexes_to_ignore` for gsm8k.
 IGNORED_PATTERNS = (",", r"\$", r"(?s).*#### ", r"\.$")
 INVALID = "[invalid]"
+
+
+# ---- the task's flag -----------------------------------------------------------------------------------------------
+
+
+def check_difficulty(levels: Iterable[int], flag: str = "--synthetic_difficulty") -> None:
+    levels = list(levels)
+    if not levels or set(levels) - set(DIFFICULTIES):
+        raise ValueError(f"{flag} takes levels from {list(DIFFICULTIES)} (calculation steps), got {levels}.")
+
+
+@dataclass
+class ArithmeticDifficultyArguments:
+    """The difficulty of the arithmetic task's problems, shared by every job that reads the task (its data, its
+    preference pairs, its prompts, its evaluation)."""
+
+    synthetic_difficulty: list[int] = field(
+        default_factory=lambda: [1, 2],
+        metadata={"help": "'arithmetic': difficulty levels (calculation steps, 1-3) to mix."},
+    )
+
+    def __post_init__(self):
+        check_difficulty(self.synthetic_difficulty)
 
 
 # ---- prompt --------------------------------------------------------------------------------------------------------
@@ -300,6 +324,8 @@ def arithmetic_preference_pairs(
 
 
 __all__ = [
+    "ArithmeticDifficultyArguments",
+    "check_difficulty",
     "DIFFICULTIES",
     "INVALID",
     "PROMPT_TEMPLATE",
