@@ -1,8 +1,7 @@
-"""Every launch command the project shows (README, recipe docstrings, config headers) parses for real:
+"""Every launch command the project shows (README, docs/, recipe docstrings, config headers) parses for real:
 the Accelerate config loads with Accelerate's loader, and the recipe's own parser accepts the YAML and flags."""
 
 import ast
-import importlib
 import re
 import shlex
 from pathlib import Path
@@ -13,11 +12,19 @@ from trl import TrlParser
 
 from recipes_loader import REPO, load_recipe
 from toolkit.bench import BENCHMARKS
-from toolkit.cli import COMMANDS
 from toolkit.generation import GenerateArguments
+from toolkit.jobs import JOBS
+from toolkit.pipelines.common import job_parser
+from toolkit.pipelines.demo import build_parser as build_demo_parser
 from toolkit.pipelines.push import parse_arguments as parse_push_arguments
+from toolkit.scaling import MODES as SCALING_MODES
 
-README = REPO / "README.md"
+# The pages whose ```bash blocks are checked: the README and every page of docs/.
+DOCUMENTED_PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# Programs a documented command may run unchecked: installs (also into a second venv, by its own pip) and the test
+# command, which CI runs itself. `python -m venv ...` is allowed too. Anything else (git clone, hf auth login, sbatch)
+# belongs in a ```text block.
+UNCHECKED_PROGRAMS = {"pip", "pytest"}
 ACCELERATE_FLAGS_WITH_VALUE = {
     "--config_file",
     "--num_processes",
@@ -30,11 +37,12 @@ ACCELERATE_FLAGS_WITH_VALUE = {
 }
 
 
-def readme_commands() -> list[str]:
-    """Commands in the README's bash blocks; `a && b` counts as two."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+def documented_commands(page: Path) -> list[str]:
+    """Commands in a page's bash blocks; `a && b` counts as two, and leading `VAR=value` settings are dropped."""
+    blocks = re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)
     lines = [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
-    return [part.strip() for line in lines if line and not line.startswith("#") for part in line.split("&&")]
+    parts = [part.strip() for line in lines if line and not line.startswith("#") for part in line.split("&&")]
+    return [re.sub(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+)+", "", part) for part in parts]
 
 
 def docstring_commands(script: Path) -> list[str]:
@@ -72,36 +80,42 @@ def check_accelerate_launch(command: str) -> None:
 
 
 def check_toolkit_command(command: str) -> None:
+    """`toolkit <job>` and `recipes/<job>.py` parse with the same job parser; the tools with their own."""
     words = shlex.split(command, comments=True)
     assert words[0] == "toolkit", command
-    jobs = {name: module for name, (module, _) in COMMANDS.items() if module.startswith("toolkit.pipelines.")}
-    if words[1] == "generate":
-        TrlParser(GenerateArguments).parse_args_and_config(words[2:])
-    elif words[1] == "push":
-        parse_push_arguments(words[2:])
-    elif words[1] in jobs:
-        importlib.import_module(jobs[words[1]]).build_parser().parse_args_and_config(words[2:])
-    elif words[1] == "bench":
-        arguments_class = BENCHMARKS[words[2]][0]
-        TrlParser(arguments_class).parse_args_and_config(words[3:])
+    name, rest = words[1], words[2:]
+    if name == "generate":
+        TrlParser(GenerateArguments).parse_args_and_config(rest)
+    elif name == "push":
+        parse_push_arguments(rest)
+    elif name == "demo":
+        build_demo_parser().parse_args_and_config(rest)
+    elif name == "bench":
+        TrlParser(BENCHMARKS[rest[0]][0]).parse_args_and_config(rest[1:])
+    elif name == "scaling":
+        TrlParser(SCALING_MODES[rest[0]][0]).parse_args_and_config(rest[1:])
+    elif name in JOBS:
+        job_parser(name).parse_args_and_config(rest)
     else:
-        pytest.fail(f"README command for an unknown toolkit command: {command}")
+        pytest.fail(f"documented command for an unknown toolkit command: {command}")
 
 
-def test_readme_commands_parse():
-    commands = readme_commands()
-    launches = [c for c in commands if c.startswith("accelerate launch")]
+def test_the_docs_show_the_launch_commands():
+    launches = [c for page in DOCUMENTED_PAGES for c in documented_commands(page) if c.startswith("accelerate launch")]
     assert len(launches) >= 7
-    for command in commands:
+
+
+@pytest.mark.parametrize("page", DOCUMENTED_PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_documented_commands_parse(page):
+    for command in documented_commands(page):
         if command.startswith("accelerate launch"):
             check_accelerate_launch(command)
         elif command.startswith("toolkit "):
             check_toolkit_command(command)
         else:
-            # Installs (also into a second venv, by its own pip) and the test command are what CI runs itself.
             program = Path(command.split()[0]).name
-            assert program in {"pip", "pytest"} or command.startswith("python -m venv "), (
-                f"README command nobody checks: {command}"
+            assert program in UNCHECKED_PROGRAMS or command.startswith("python -m venv "), (
+                f"{page.name}: command nobody checks (put it in a ```text block): {command}"
             )
 
 
