@@ -11,3 +11,9 @@ def load_recipe(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def recipe_configs() -> list[Path]:
+    """Every shipped config a recipe launches: all of recipes/configs/ but the demo plans' shared.yaml, which holds
+    the settings the demo adds to its stages and launches nothing itself."""
+    return sorted(path for path in (REPO / "recipes/configs").rglob("*.yaml") if path.name != "shared.yaml")

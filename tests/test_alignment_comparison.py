@@ -1,5 +1,5 @@
-"""The alignment comparison's own measurements (toolkit/rlhf/comparison.py): the sampled KL estimate against the exact
-KL of a one-token answer, and the training-run summary read from a run folder."""
+"""The alignment comparison's own measurements (toolkit/evaluation/comparison.py): the sampled KL estimate against the
+exact KL of a one-token answer, and the training-run summary read from a run folder."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from toolkit.rlhf.comparison import comparison_table, sampled_kl, training_summary
+from toolkit.evaluation.comparison import comparison_table, sampled_kl, training_summary
 from toolkit.runs import JobResult, end_run, job_summary, start_run, write_summary
 from toolkit.tokenization import build_char_tokenizer
 

@@ -15,7 +15,7 @@ from toolkit.pipelines.eval import EvalArguments
 from toolkit.pipelines.reward import load_preference_splits
 from toolkit.rlhf.preferences import arithmetic_pairs_from_samples
 from toolkit.rlhf.prompts import load_prompts
-from toolkit.rlhf.rewards import REWARD_FUNCTIONS
+from toolkit.rlhf.reward_functions import REWARD_FUNCTIONS
 from toolkit.tasks.arithmetic import (
     corrupt_solution,
     format_prompt,

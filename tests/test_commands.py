@@ -10,7 +10,7 @@ import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from trl import TrlParser
 
-from recipes_loader import REPO, load_recipe
+from recipes_loader import REPO, load_recipe, recipe_configs
 from toolkit.bench import BENCHMARKS
 from toolkit.generation import GenerateArguments
 from toolkit.jobs import JOBS
@@ -52,7 +52,7 @@ def docstring_commands(script: Path) -> list[str]:
 
 def config_header_commands() -> list[tuple[Path, str]]:
     headers = []
-    for config in sorted((REPO / "recipes/configs").rglob("*.yaml")):
+    for config in recipe_configs():
         first = config.read_text().splitlines()[0]
         assert first.startswith("# accelerate launch "), f"{config} must start with its launch command"
         headers.append((config, first[2:]))

@@ -2,12 +2,14 @@
 tests' one thread), shows its gain, and a rerun resumes instead of starting over."""
 
 import json
+import logging
 import math
 
 import pytest
 import yaml
 
 from recipes_loader import REPO
+from toolkit.pipelines.common import job_parser
 from toolkit.pipelines.demo import DemoArguments, load_plan, task_scores
 from toolkit.pipelines.demo import run as run_demo
 from toolkit.runs import RUN_FILE
@@ -108,11 +110,16 @@ def test_report_shows_every_stage_with_its_gain_over_the_model_it_started_from(d
 
 
 def test_the_configs_as_run_are_the_plans_moved_to_the_output_dir(demo):
+    """Each stage's file with the plan's shared settings it takes, every path moved under --output_dir."""
     output_dir, _ = demo
-    for plan_file in sorted(QUICK_PLAN.glob("*.yaml")):
+    shared = yaml.safe_load((QUICK_PLAN / "shared.yaml").read_text())
+    for plan_file in sorted(QUICK_PLAN.glob("[0-9]-*.yaml")):
         stage = plan_file.stem.split("-", 1)[1]
         as_run = yaml.safe_load((output_dir / "configs" / f"{stage}.yaml").read_text())
-        planned = yaml.safe_load(plan_file.read_text())
+        own, job = yaml.safe_load(plan_file.read_text()), stage.split("-")[0]
+        taken = {action.dest for action in job_parser(job)._actions}
+        planned = {key: value for key, value in shared["every_stage"].items() if key in taken}
+        planned = {**planned, **shared.get(job, {}), **own}
         assert as_run.keys() == planned.keys()
         assert as_run["output_dir"] == str(output_dir / stage)
         for key, value in planned.items():
@@ -120,12 +127,27 @@ def test_the_configs_as_run_are_the_plans_moved_to_the_output_dir(demo):
                 assert as_run[key] == value, (stage, key)
 
 
-def test_rerun_skips_finished_stages_and_redoes_only_the_unfinished_one(demo, capsys):
+def test_a_plan_shares_settings_and_a_stage_overrides_them(tmp_path):
+    plan = tmp_path / "plan"
+    plan.mkdir()
+    (plan / "shared.yaml").write_text("every_stage:\n  seed: 7\n  limit: 3\nsft:\n  max_steps: 5\n")
+    (plan / "1-sft.yaml").write_text(f"output_dir: {tmp_path}/out/sft\nmax_steps: 9\n")
+    (plan / "2-eval.yaml").write_text(f"output_dir: {tmp_path}/out/eval\nmodels: [{tmp_path}/out/sft]\n")
+    stages, _ = load_plan(DemoArguments(plan=str(plan)))
+    sft, evaluation = (stage.config for stage in stages)
+    assert (sft["seed"], sft["max_steps"], "limit" in sft) == (7, 9, False)  # sft takes no --limit
+    assert (evaluation["limit"], "seed" in evaluation) == (3, False)  # eval takes no --seed
+    (plan / "shared.yaml").write_text("sft_stages:\n  seed: 7\n")
+    with pytest.raises(ValueError, match="sections are every_stage or a job's name"):
+        load_plan(DemoArguments(plan=str(plan)))
+
+
+def test_rerun_skips_finished_stages_and_redoes_only_the_unfinished_one(demo, caplog):
     output_dir, stages = demo
     (output_dir / "eval" / RUN_FILE).unlink()
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="toolkit")
     rerun = run_demo(DemoArguments(output_dir=str(output_dir), quick=True))
-    out = capsys.readouterr().out
+    out = caplog.text
     for name in ("pretrain", "sft-full", "sft-lora", "sft-prompt", "reward", "ppo", "dpo", "grpo"):
         assert f"[demo] {name}: done already, skipping" in out
         assert rerun[name] == stages[name]

@@ -221,7 +221,7 @@ def test_recipe_runs_the_tiny_cpu_config(models, tmp_path):
 def test_toolkit_eval_command(models, tmp_path, capsys):
     argv = ["eval", "--models", models["base"], "--tasks", "perplexity", "--limit", "1", "--output_dir", str(tmp_path)]
     assert toolkit_main(argv) == 0
-    assert "| base | " in capsys.readouterr().out
+    assert "| base | " in capsys.readouterr().err  # the results table, logged by `toolkit eval`
     assert json.loads((tmp_path / "results.json").read_text())["results"][0]["metrics"]["num_documents"] == 1
 
 
@@ -314,7 +314,8 @@ def test_sigterm_stops_an_evaluation_between_batches(models, tmp_path):
     output_dir = tmp_path / "eval"
     command = [sys.executable, str(REPO / "recipes/eval.py"), "--models", models["base"], "--tasks", "perplexity"]
     command += ["--perplexity_data", str(text), "--context_length", "16", "--batch_size", "1", "--use_cpu", "true"]
-    process = subprocess.Popen([*command, "--output_dir", str(output_dir)], stdout=subprocess.PIPE, text=True)
+    output = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # the stop is logged to stderr
+    process = subprocess.Popen([*command, "--output_dir", str(output_dir)], **output)
     deadline = time.time() + 120
     while not (output_dir / "run.json").is_file():
         assert time.time() < deadline and process.poll() is None

@@ -11,8 +11,8 @@ from summaries import checked_summary
 from recipes_loader import REPO, load_recipe
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.loading import load_causal_lm
-from toolkit.rlhf.reward import reward_model_from_causal_lm, reward_scores
-from toolkit.rlhf.rewards import exact_match_reward, format_reward, reward_functions
+from toolkit.rlhf.reward_functions import exact_match_reward, format_reward, reward_functions
+from toolkit.rlhf.reward_model import reward_model_from_causal_lm, reward_scores
 from toolkit.runs import SFT_MERGED_DIR, read_run
 from toolkit.tokenization import build_char_tokenizer
 

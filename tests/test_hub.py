@@ -386,7 +386,8 @@ def assert_token_only_in_authorization(requests: list[dict]) -> None:
 def test_upload_sends_exactly_the_dry_run_folder(gpt_run, fake_hub, tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setattr(constants, "HF_DEBUG", True)  # huggingface_hub logs every request as a curl command
-    caplog.set_level(logging.DEBUG, logger="huggingface_hub")
+    caplog.set_level(logging.INFO, logger="toolkit")
+    caplog.set_level(logging.DEBUG, logger="huggingface_hub")  # last: the capture's own level
     options = dict(private=True, revision="dev", base_model="alice/gpt-base", datasets=["arithmetic"])
     dry = push_folder(gpt_run, "alice/gpt-tiny", dry_run=True, dry_run_dir=tmp_path / "dry", **options)
     result = push_folder(
@@ -407,7 +408,7 @@ def test_upload_sends_exactly_the_dry_run_folder(gpt_run, fake_hub, tmp_path, mo
 
     assert_token_only_in_authorization(fake_hub.requests)
     captured = capsys.readouterr()
-    assert fake_hub.url in captured.out  # the run reported its upload...
+    assert fake_hub.url in caplog.text  # the run reported its upload...
     assert "POST" in caplog.text  # ...and huggingface_hub logged its requests...
     assert TOKEN not in captured.out + captured.err + caplog.text  # ...without the token
     written = [path for path in tmp_path.rglob("*") if path.is_file()]
@@ -427,7 +428,7 @@ def test_toolkit_push_command_uploads_to_hf_endpoint(gpt_run, fake_hub, tmp_path
     command = [sys.executable, "-m", "toolkit.cli", "push", str(gpt_run), "--repo_id", "alice/gpt-tiny"]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert f"Uploaded {len(STAGED_FILES)} files to alice/gpt-tiny (branch main)" in run.stdout
+    assert f"Uploaded {len(STAGED_FILES)} files to alice/gpt-tiny (branch main)" in run.stderr  # logged
     assert TOKEN not in run.stdout + run.stderr
     (create,) = fake_hub.find("POST", "/api/repos/create")
     assert "visibility" not in json.loads(create["body"])  # not private: the namespace's default applies

@@ -2,20 +2,18 @@
 every reader of run folders takes the jobs from, and one summary head in every job's metrics.json. A job registered
 here, and nowhere else, shows up everywhere."""
 
-import ast
 import json
 import warnings
 
 import dummy_job
 import pytest
 
-from recipes_loader import REPO
 from toolkit.cli import main as toolkit_main
+from toolkit.evaluation.comparison import comparison_table, training_summary
 from toolkit.hub.card import build_model_card, detect_method, locate_run
 from toolkit.hub.upload import PushArguments
 from toolkit.jobs import JOBS, register
 from toolkit.pipelines.common import job_parser, run_job
-from toolkit.rlhf.comparison import comparison_table, training_summary
 from toolkit.runs import SUMMARY_HEAD, read_run, read_summary
 
 
@@ -24,28 +22,6 @@ def dummy():
     register(dummy_job.JOB)
     yield dummy_job.JOB
     del JOBS[dummy_job.JOB.name]
-
-
-def test_the_job_list_lives_in_one_module():
-    """No module of the package but toolkit/jobs.py spells a collection of job names, nor compares a job's name
-    (`job == "ppo"`, `job in ("grpo", "rloo")`): what a job is and writes is its own entry's business."""
-    names = set(JOBS)
-    found = []
-    for path in (REPO / "toolkit").rglob("*.py"):
-        if path.name == "jobs.py" or "bench" in path.parts:  # benchmarks name the methods they time
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Dict):
-                items = node.keys if isinstance(node, ast.Dict) else node.elts
-                spelled = {item.value for item in items if isinstance(item, ast.Constant)} & names
-                if len(spelled) >= 2:
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno} lists {sorted(spelled)}")
-            if isinstance(node, ast.Compare) and "job" in ast.unparse(node.left).lower():
-                strings = [c for c in ast.walk(ast.Tuple(node.comparators)) if isinstance(c, ast.Constant)]
-                if any(isinstance(c.value, str) for c in strings):
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno} compares {ast.unparse(node)}")
-    assert found == []
-    assert list(JOBS) == ["pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "eval"]
 
 
 def test_a_registered_job_is_a_command_a_recipe_a_run_a_card_and_a_comparison_row(dummy, tmp_path, capsys):

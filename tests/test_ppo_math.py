@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from toolkit.rlhf.ppo_core import (
+from toolkit.rlhf.ppo.ppo_core import (
     AdaptiveKLController,
     FixedKLController,
     clipped_policy_loss,

@@ -1,4 +1,4 @@
-"""The held-out preference accuracy of a causal LM (toolkit/rlhf/preference_accuracy.py): log-probs of answers
+"""The held-out preference accuracy of a causal LM (toolkit/evaluation/preference_accuracy.py): log-probs of answers
 checked against a hand computation, independent of padding, and the paired before/after summary."""
 
 import datasets
@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from toolkit.rlhf.preference_accuracy import answer_logprobs, preference_accuracy_change, preferred_chosen
+from toolkit.evaluation.preference_accuracy import answer_logprobs, preference_accuracy_change, preferred_chosen
 from toolkit.tokenization import build_char_tokenizer
 
 TEXTS = ["Q: 1+2=\nA:", " 3", " 4", "Q: 10+20=\nA:", " 30", " 3"]

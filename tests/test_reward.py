@@ -24,7 +24,7 @@ from toolkit.rlhf.preferences import (
     sampled_preference_pairs,
     split_prompt,
 )
-from toolkit.rlhf.reward import (
+from toolkit.rlhf.reward_model import (
     evaluate_reward_model,
     load_reward_model,
     make_reward_trainer,

@@ -10,7 +10,7 @@ import yaml
 
 from recipes_loader import REPO, load_recipe
 from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
-from toolkit.rlhf.reward import wilson_interval
+from toolkit.rlhf.reward_model import wilson_interval
 
 CONFIGS = REPO / "recipes/configs"
 PRETRAIN_CONFIG, REWARD_CONFIG = CONFIGS / "pretrain/hh_rlhf_cpu.yaml", CONFIGS / "reward/hh_rlhf_cpu.yaml"

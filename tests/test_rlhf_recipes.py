@@ -15,7 +15,7 @@ from summaries import checked_summary
 
 from recipes_loader import REPO, load_recipe
 from toolkit.loading import load_causal_lm
-from toolkit.rlhf.rewards import exact_match_reward
+from toolkit.rlhf.reward_functions import exact_match_reward
 from toolkit.runs import read_run, resolve_checkpoint
 
 CONFIGS = REPO / "recipes/configs"

@@ -139,14 +139,14 @@ def test_latest_without_a_complete_checkpoint_is_a_clear_error(tmp_path):
         resolve_checkpoint("latest", tmp_path)
 
 
-def test_overwrite_starts_a_fresh_run_and_latest_cannot_resume_the_old_one(tmp_path, capsys):
+def test_overwrite_starts_a_fresh_run_and_latest_cannot_resume_the_old_one(tmp_path, caplog):
     end_run(tmp_path, start_run(tmp_path, "pretrain"), "stopped")
     checkpoint(tmp_path, 2000)
     with pytest.raises(ValueError, match="already holds a run .* --overwrite_output_dir true"):
         prepare_output_dir(tmp_path, overwrite=False)
     assert (tmp_path / "checkpoint-2000").is_dir()
     prepare_output_dir(tmp_path, overwrite=True)
-    assert "removing the old run's checkpoint-2000" in capsys.readouterr().out
+    assert "removing the old run's checkpoint-2000" in caplog.text
     assert not (tmp_path / "checkpoint-2000").exists()
     with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
         resolve_checkpoint("latest", tmp_path)

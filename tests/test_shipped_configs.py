@@ -17,10 +17,10 @@ import pytest
 import yaml
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from recipes_loader import REPO, load_recipe
+from recipes_loader import REPO, load_recipe, recipe_configs
 from toolkit.tokenization import load_gpt2_tokenizer
 
-CONFIGS = sorted((REPO / "recipes/configs").rglob("*.yaml"))
+CONFIGS = recipe_configs()
 GPT2_ID = "openai-community/gpt2"
 SMALL = {
     "max_steps": 2,

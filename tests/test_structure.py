@@ -1,5 +1,6 @@
 """The package's shape: no import cycles, building blocks never import pipelines, importing it changes no global
-state, and version-sensitive imports live in `toolkit/_compat.py`."""
+state, version-sensitive imports live in `toolkit/_compat.py`, the jobs are listed in `toolkit/jobs.py` alone, and
+the library logs instead of printing."""
 
 import ast
 import subprocess
@@ -117,6 +118,56 @@ def test_importing_the_toolkit_loads_no_pyplot_and_keeps_the_backend():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "svg"]
+
+
+def test_the_job_list_lives_in_one_module():
+    """No module of the package but toolkit/jobs.py spells a collection of job names, nor compares a job's name
+    (`job == "ppo"`, `job in ("grpo", "rloo")`): what a job is and writes is its own entry's business."""
+    from toolkit.jobs import JOBS
+
+    names = set(JOBS)
+    found = []
+    for path in (REPO / "toolkit").rglob("*.py"):
+        if path.name == "jobs.py" or "bench" in path.parts:  # benchmarks name the methods they time
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Dict):
+                items = node.keys if isinstance(node, ast.Dict) else node.elts
+                spelled = {item.value for item in items if isinstance(item, ast.Constant)} & names
+                if len(spelled) >= 2:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} lists {sorted(spelled)}")
+            if isinstance(node, ast.Compare) and "job" in ast.unparse(node.left).lower():
+                strings = [c for c in ast.walk(ast.Tuple(node.comparators)) if isinstance(c, ast.Constant)]
+                if any(isinstance(c.value, str) for c in strings):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} compares {ast.unparse(node)}")
+    assert found == []
+    assert list(JOBS) == ["pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "eval"]
+
+
+# Front doors that print what a person asked for: the usage, benchmark and scaling tables, a streamed completion.
+PRINTING_MODULES = {"toolkit.cli", "toolkit.generation"}
+
+
+def test_the_library_logs_instead_of_printing():
+    found = []
+    for name, path in MODULES.items():
+        if name in PRINTING_MODULES or name in STANDALONE or name.startswith(TOOLS):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert found == [], "use logging.getLogger(__name__) in the library"
+
+
+def test_importing_the_toolkit_configures_no_logging():
+    script = (
+        "import logging, toolkit, toolkit.pipelines.common, toolkit.jobs\n"
+        "ours = logging.getLogger('toolkit')\n"
+        "print(ours.handlers, logging.getLogger().handlers, ours.level)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["[]", "[]", "0"]
 
 
 def test_pyproject_ships_every_package():

@@ -2,7 +2,8 @@
 
 The map: building blocks `models/` (our GPT), `tokenization`, `data/` (sources, packing), `tasks/` (the arithmetic
 task: problems, prompt, splits, `verify`), `adapters` (PEFT), `generation`, `training/` (Trainer extras), `rlhf/`
-(PPO, reward models, preference data), `evaluation/` (perplexity, GSM8K, BLEU tasks), `hub/` (upload and card),
+(PPO, reward models, reward functions, preference data), `evaluation/` (perplexity, GSM8K, BLEU tasks, preference
+accuracy, the alignment methods' comparison), `hub/` (upload and card),
 `runs` (the run folder layout and metrics.json's summary), `jobs` (the registry of jobs every front door reads);
 `pipelines/` holds one module per job, run by `recipes/<job>.py` and `toolkit <job>` through the same `run_job`;
 `_compat` holds the version-sensitive code.
@@ -84,7 +85,7 @@ LAZY = {
         "evaluate_reward_model",
         "sampled_preference_pairs",
     ),
-    "toolkit.rlhf.rewards": ("exact_match_reward",),
+    "toolkit.rlhf.reward_functions": ("exact_match_reward",),
     "toolkit.evaluation": (
         "perplexity_of_texts",
         "perplexity_of_file",

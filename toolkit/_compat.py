@@ -5,8 +5,6 @@ When a dependency moves one of these, this file is the one to change. (The model
 exported next to saved weights and import on their own; `bench/trl_ppo.py` runs in TRL 1.12's own environment.)
 """
 
-import ctypes
-import platform
 from pathlib import Path
 
 import datasets
@@ -27,6 +25,7 @@ except ImportError:
 
 # peft 0.21: the default LoRA targets it knows per model type.
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULT_LORA_TARGETS
+from transformers import TrainerCallback
 
 # transformers 5.24: the reporting integrations behind `report_to` and the Trainer's callback machinery (PPO drives
 # them too), checkpoint folder naming.
@@ -35,29 +34,6 @@ from transformers.trainer_callback import CallbackHandler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .stopping import JobStopped, agreed
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-
-
-def reuse_freed_memory() -> bool:
-    """glibc malloc: keep the memory a process frees for its own reuse instead of handing it back to the OS.
-
-    By default glibc maps every block over 32 MB (gradients of a GPT-2 embedding: 154 MB; saved activations of long
-    sequences) separately and unmaps it on free, and trims the heap's free top, so each training step faults the same
-    memory in again, page by page. Where page faults are slow (virtual machines: 10-45 us each here) that is up to
-    half of a CPU step. Process-wide and not undone; peak RSS can grow where freed blocks do not fit later requests.
-    Returns False (and changes nothing) outside glibc.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL(None)
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
-
-
-# The same settings through the environment, for a process that does not call reuse_freed_memory itself (glibc reads
-# them at start-up).
-REUSE_FREED_MEMORY_ENVIRONMENT = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
 
 
 def datasets_cache_folder() -> Path:
@@ -83,6 +59,71 @@ def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits[:, :-1].transpose(1, 2), targets.masked_fill(~scored, 0), reduction="none"
     )  # (B, T-1)
     return torch.stack([(nll * scored).sum(-1), scored.sum(-1).float()], dim=-1).double()
+
+
+def generate_after_soft_prompt(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs) -> torch.Tensor:
+    """PEFT 0.21 with transformers 5.24: a prompt-tuned model's own `generate` looks for the cache under its pre-5.x
+    name and re-inserts the soft prompt at every step (peft#2379), emitting wrong tokens. Here the soft prompt is
+    prepended as embeddings and the base model generates from `inputs_embeds`; returns the new tokens (B, new)."""
+    base = model.get_base_model()
+    prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(base.dtype)  # (B, P, C)
+    embeds = torch.cat([prompt, base.get_input_embeddings()(input_ids)], dim=1)  # (B, P + T, C)
+    mask = torch.cat([attention_mask.new_ones(prompt.shape[:2]), attention_mask], dim=1)
+    # Left padding sits after the soft prompt; positions come from the mask so real tokens keep theirs.
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    return base.generate(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs)
+
+
+def model_from_config(model_class, config, **kwargs):
+    """transformers 5.24: a new model of `model_class` from `config` with `from_pretrained`'s settings honoured
+    (`attn_implementation`, dtype) is the private `_from_config`; `from_config` exists on Auto classes only."""
+    return model_class._from_config(config, **kwargs)
+
+
+class WholeGroupsCheck:
+    """TRL 1.16's GRPOConfig / RLOOConfig, refusing with a message in the flags users set: a generation step
+    samples `num_generations` completions of each prompt, and the completions of one step (per_device_train_batch_size
+    x processes x gradient_accumulation_steps, unless generation_batch_size or steps_per_generation say otherwise)
+    must hold whole groups."""
+
+    def __post_init__(self):
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            # TRL checks this after TrainingArguments knows the number of processes, in its own terms.
+            if (message := self.whole_groups_error()) is not None:
+                raise ValueError(message) from error
+            raise
+
+    def whole_groups_error(self) -> str | None:
+        if getattr(self, "distributed_state", None) is None or not self.num_generations:
+            return None
+        steps = self.steps_per_generation or self.gradient_accumulation_steps
+        completions = self.generation_batch_size or self.per_device_train_batch_size * self.world_size * steps
+        if completions % self.num_generations == 0:
+            return None
+        return (
+            f"--num_generations {self.num_generations} does not divide the {completions} completions sampled per "
+            f"generation step (--per_device_train_batch_size {self.per_device_train_batch_size} x {self.world_size} "
+            f"processes x {steps} steps): make --per_device_train_batch_size a multiple of {self.num_generations}, or "
+            f"--num_generations a divisor of {completions}."
+        )
+
+
+class DatasetEpochCallback(TrainerCallback):
+    """Gives a training dataset the epoch the Trainer begins (`dataset.set_epoch`), resumed runs included.
+
+    accelerate 1.16 passes its dataloader's epoch on to the dataset only when the sampler it wraps takes none: a
+    fresh one-process run's dataset gets it, but under DDP and in a run resumed mid-epoch (the skipping dataloader)
+    it never does. Dataloader workers get a copy of the dataset when an epoch's iteration starts, after this callback,
+    unless they persist across epochs (`--dataloader_persistent_workers`, which the pretraining pipeline refuses with
+    random blocks)."""
+
+    def __init__(self, dataset):  # a dataset with set_epoch (toolkit.data.RandomBlocks)
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch))  # state.epoch counts epochs done, with the fraction of this one
 
 
 class TokenWeightedEvaluation:
@@ -154,6 +195,10 @@ class TokenWeightedEvaluation:
 
 
 __all__ = [
+    "DatasetEpochCallback",
+    "WholeGroupsCheck",
+    "generate_after_soft_prompt",
+    "model_from_config",
     "PEFT_DEFAULT_LORA_TARGETS",
     "PREFIX_CHECKPOINT_DIR",
     "CallbackHandler",

@@ -9,6 +9,7 @@ import importlib
 import sys
 
 from .jobs import JOBS
+from .parsing import configure_logging
 
 # command -> (module with main(argv), one-line help). Modules are imported only when their command runs.
 TOOLS = {
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
+    configure_logging()
     if name in JOBS:
         from .pipelines.common import run_job
 

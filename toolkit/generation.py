@@ -2,9 +2,8 @@
 `generate_greedy`: batched, left-padded, stop strings); and `toolkit generate`, which streams a completion to the
 terminal on top of them (`stream_completions`).
 
-Every path goes through `generate`, which prepends a soft prompt (prompt tuning) as embeddings itself: PEFT 0.21's own
-prompt-tuning generation looks for the cache under its pre-5.x name on transformers 5.24 and re-inserts the soft
-prompt at every step (peft#2379), emitting wrong tokens.
+Every path goes through `generate`, which generates from a prompt-tuned model itself
+(`toolkit._compat.generate_after_soft_prompt`).
 """
 
 import copy
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextStreamer, set_seed
 
 from . import stopping
+from ._compat import generate_after_soft_prompt
 from .adapters import is_prompt_learning
 from .loading import load_causal_lm, load_tokenizer, model_context_length
 from .parsing import argument_parser
@@ -30,20 +30,14 @@ TokenizerOrPath = PreTrainedTokenizerBase | str | os.PathLike | None
 def generate(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
     """`model.generate` returning only the new tokens (B, new), for plain, LoRA and prompt-tuned models alike.
 
-    A soft prompt is prepended as embeddings and the base model generates from `inputs_embeds`, which keeps the
-    KV cache correct across transformers' cache refactors (PEFT's own path has broken with them before)."""
+    A prompt-tuned model generates through `toolkit._compat.generate_after_soft_prompt` (PEFT's own path emits
+    wrong tokens with transformers 5.x)."""
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    if not is_prompt_learning(model):
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return output[:, input_ids.shape[1] :]
-    base = model.get_base_model()
-    prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(base.dtype)  # (B, P, C)
-    embeds = torch.cat([prompt, base.get_input_embeddings()(input_ids)], dim=1)  # (B, P + T, C)
-    mask = torch.cat([attention_mask.new_ones(prompt.shape[:2]), attention_mask], dim=1)
-    # Left padding sits after the soft prompt; positions come from the mask so real tokens keep theirs.
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    return base.generate(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs)
+    if is_prompt_learning(model):
+        return generate_after_soft_prompt(model, input_ids, attention_mask, **kwargs)
+    output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    return output[:, input_ids.shape[1] :]
 
 
 def load_model_and_tokenizer(

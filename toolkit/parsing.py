@@ -1,6 +1,9 @@
-"""One way every command parses its arguments: TRL's `TrlParser` over dataclasses (YAML defaults with `--config`,
-command-line overrides), with whole flag names only, so a prefix such as `--learning_rat` is an error instead of
-silently setting `--learning_rate`."""
+"""What every command does first: parse its arguments with TRL's `TrlParser` over dataclasses (YAML defaults with
+`--config`, command-line overrides), with whole flag names only, so a prefix such as `--learning_rat` is an error
+instead of silently setting `--learning_rate`; and show the toolkit's log messages (`configure_logging`)."""
+
+import logging
+import sys
 
 from trl import TrlParser
 
@@ -20,4 +23,27 @@ def subcommand_usage(prog: str, subcommands: dict[str, tuple]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["argument_parser", "subcommand_usage"]
+def configure_logging(level: int = logging.INFO) -> None:
+    """Show the toolkit's log messages (what a job loads, trains, writes) on stderr, as a command does; the library
+    itself only logs (`logging.getLogger(__name__)`) and configures nothing on import."""
+    logger = logging.getLogger("toolkit")
+    if not any(isinstance(handler, ConsoleHandler) for handler in logger.handlers):
+        handler = ConsoleHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (a test's capture, a redirected stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler's own assignment: the stream is always the current sys.stderr
+        pass
+
+
+__all__ = ["argument_parser", "configure_logging", "subcommand_usage"]

@@ -22,6 +22,7 @@ holding another run by accident) and `resolve_checkpoint` (what `latest` means).
 """
 
 import json
+import logging
 import shutil
 import time
 import warnings
@@ -30,6 +31,8 @@ from pathlib import Path
 
 from ._compat import PREFIX_CHECKPOINT_DIR
 from .jobs import JOBS, get_job
+
+logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -241,7 +244,8 @@ def prepare_output_dir(
             )
         old = checkpoints(folder)
         if overwrite and old and main_process:
-            print(f"--overwrite_output_dir: removing the old run's {', '.join(path.name for path in old)} in {folder}")
+            names = ", ".join(path.name for path in old)
+            logger.warning("--overwrite_output_dir: removing the old run's %s in %s", names, folder)
             for path in old:
                 shutil.rmtree(path)
     if main_process:

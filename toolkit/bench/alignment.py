@@ -63,7 +63,7 @@ def trl_trainer_run(spec: dict) -> dict:
 
     from ..adapters import lora_config
     from ..rlhf.group_rl import TRAINERS, GRPOConfig, RLOOConfig
-    from ..rlhf.reward import reward_scores
+    from ..rlhf.reward_model import reward_scores
 
     torch.set_num_threads(spec["threads"])
     meter = MemoryMeter()

@@ -15,7 +15,7 @@ from transformers import (
     AutoTokenizer,
 )
 
-from .._compat import REUSE_FREED_MEMORY_ENVIRONMENT
+from ..allocator import REUSE_FREED_MEMORY_ENVIRONMENT
 from .common import GPT2_SMALL_SHAPE, describe, in_fresh_process, time_call
 from .trl_ppo import MemoryMeter, build_models
 

@@ -1,7 +1,6 @@
 """Data for the toolkit: local files, Hub datasets and the built-in arithmetic task, tokenized and packed."""
 
 from .packing import (
-    DatasetEpochCallback,
     RandomBlocks,
     TokenBlocks,
     pack_blocks,
@@ -27,7 +26,6 @@ from .sources import (
 
 __all__ = [
     "SYNTHETIC_NAME",
-    "DatasetEpochCallback",
     "RandomBlocks",
     "TokenBlocks",
     "check_jsonl",

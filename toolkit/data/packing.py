@@ -19,7 +19,7 @@ import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedTokenizerBase
 
 from .._compat import dataset_fingerprint, datasets_cache_folder
 from .sources import require_text_values
@@ -252,7 +252,7 @@ class RandomBlocks(TokenBlocks):
     replacement as nanoGPT's `get_batch` draws them. An epoch is len(stream) // block_size blocks (as many tokens
     as the stream), and item i of epoch e starts at `random_offsets(seed, e, i)`: constant memory at any corpus
     size, the same blocks for the same seed, a resumed run reads what the uninterrupted one would, and each epoch
-    (`set_epoch`, which `DatasetEpochCallback` calls) reads new blocks."""
+    (`set_epoch`, which `toolkit._compat.DatasetEpochCallback` calls) reads new blocks."""
 
     def __init__(self, stream: np.ndarray, block_size: int, seed: int):
         self.stream = stream
@@ -268,22 +268,6 @@ class RandomBlocks(TokenBlocks):
 
     def starts(self, indices: np.ndarray) -> np.ndarray:
         return random_offsets(self.seed, self.epoch, indices, len(self.stream) - self.block_size + 1)
-
-
-class DatasetEpochCallback(TrainerCallback):
-    """Gives a training dataset the epoch the Trainer begins (`dataset.set_epoch`), resumed runs included.
-
-    Accelerate 1.16 passes its dataloader's epoch on to the dataset only when the sampler it wraps takes none: a
-    fresh one-process run's dataset gets it, but under DDP and in a run resumed mid-epoch (the skipping dataloader)
-    it never does. Dataloader workers get a copy of the dataset when an epoch's iteration starts, after this callback,
-    unless they persist across epochs (`--dataloader_persistent_workers`, which the pretraining pipeline refuses with
-    random blocks)."""
-
-    def __init__(self, dataset: RandomBlocks):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.dataset.set_epoch(int(state.epoch))  # state.epoch counts epochs done, with the fraction of this one
 
 
 def pack_blocks(tokenized: datasets.Dataset, block_size: int, *, stride: int | None = None) -> TokenBlocks:

@@ -2,6 +2,7 @@
 
 import fnmatch
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,8 @@ from .card import (
     is_hub_id,
     locate_run,
 )
+
+logger = logging.getLogger(__name__)
 
 CARD_FILE = "README.md"
 # Top-level files of a model folder that are uploaded. Everything else stays: subfolders (checkpoints, merged/,
@@ -228,7 +231,7 @@ def stage_upload(args: PushArguments, folder: Path, token: str | None = None) ->
         if source.name not in left_out:
             shutil.copy2(source, folder / source.name)  # a copy: editing the staged file never edits the run
     if left_out:
-        print(f"Not uploaded from {run.model_dir}: {', '.join(left_out)}")
+        logger.info("Not uploaded from %s: %s", run.model_dir, ", ".join(left_out))
     if args.tokenizer_path is not None:
         AutoTokenizer.from_pretrained(args.tokenizer_path).save_pretrained(folder)
     if run.is_adapter and args.base_model and is_hub_id(args.base_model):
@@ -290,9 +293,10 @@ def dry_run(args: PushArguments, token: str | None) -> PushResult:
         if created:
             folder.rmdir()
         raise
-    print(f"Dry run, nothing uploaded. {args.repo_id} (branch {args.revision}) would get, from {folder}:")
-    for name in staged.files:
-        print(f"  {name} ({(folder / name).stat().st_size:,} bytes)")
+    files = "\n".join(f"  {name} ({(folder / name).stat().st_size:,} bytes)" for name in staged.files)
+    logger.info(
+        "Dry run, nothing uploaded. %s (branch %s) would get, from %s:\n%s", args.repo_id, args.revision, folder, files
+    )
     return PushResult(args.repo_id, args.revision, staged.files, folder, None)
 
 
@@ -330,7 +334,9 @@ def push(args: PushArguments, token: str | None = None) -> PushResult:
                 f"Could not reach the Hub at {api.endpoint} ({type(error).__name__}: {error}). Check --endpoint (or "
                 "HF_ENDPOINT) and the network; the upload did not finish."
             ) from None
-    print(f"Uploaded {len(staged.files)} files to {args.repo_id} (branch {args.revision}): {commit.commit_url}")
+    logger.info(
+        "Uploaded %d files to %s (branch %s): %s", len(staged.files), args.repo_id, args.revision, commit.commit_url
+    )
     return PushResult(args.repo_id, args.revision, staged.files, None, commit.commit_url)
 
 

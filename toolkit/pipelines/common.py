@@ -4,6 +4,7 @@ it in run.json, write its summary as metrics.json, push it when asked, and turn 
 a scheduler reads; and the SFT model an alignment job starts from."""
 
 import importlib
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from trl import TrlParser
 from ..adapters import lora_config, merge_adapter
 from ..jobs import Job, get_job
 from ..loading import load_causal_lm, load_tokenizer
-from ..parsing import argument_parser
+from ..parsing import argument_parser, configure_logging
 from ..runs import (
     SFT_MERGED_DIR,
     RunRecord,
@@ -32,6 +33,8 @@ from ..runs import (
 )
 from ..stopping import JobStopped
 from ..training.arguments import AdapterArguments, RunArguments
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -117,11 +120,12 @@ def job_parser(name: str) -> TrlParser:
 def run_job(name: str, argv: list[str] | None = None) -> dict:
     """`toolkit <name>` and `recipes/<name>.py`: parse the command line, run the job, show its summary; a job
     stopped by a signal exits with 128 + the signal's number."""
+    configure_logging()
     arguments = job_parser(name).parse_args_and_config(argv)
     with exit_on_stop():
         summary = execute(name, *arguments)
     if PartialState().is_main_process:
-        print(summary_line(summary))
+        logger.info(summary_line(summary))
     return summary
 
 
@@ -144,7 +148,7 @@ def exit_on_stop() -> Iterator[None]:
     try:
         yield
     except JobStopped as stop:
-        print(stop)
+        logger.warning(str(stop))
         raise SystemExit(stop.exit_code) from None
 
 

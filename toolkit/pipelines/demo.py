@@ -5,7 +5,9 @@ ordinary config of a recipe, run in the order of their names by the same pipelin
 pretrain a small GPT from scratch -> fine-tune it three ways (full, LoRA, prompt tuning) -> a reward model -> PPO
 with the exact-match reward -> DPO on pairs of the LoRA model's own answers -> GRPO with the exact-match reward ->
 evaluate every stage -> report.md. A stage file is named `<n>-<job>[-<variant>].yaml`;
-its stage is named by what follows the number.
+its stage is named by what follows the number. What the stages share is written once, in the plan's `shared.yaml`:
+under `every_stage`, settings given to each stage whose job takes them; under a job's name, settings given to that
+job's stages; a stage's own file wins.
 
 Every stage writes its own run folder; running the demo again skips the stages whose run records say they finished
 and resumes an interrupted one from its last checkpoint. `--output_dir` moves the whole plan (every path under the
@@ -14,6 +16,7 @@ again by hand with its recipe.
 """
 
 import importlib.resources
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,13 @@ from ..jobs import JOBS
 from ..parsing import argument_parser
 from ..runs import RESULTS_CHART, checkpoints, is_complete, read_run, read_summary
 from ..tasks.arithmetic import check_difficulty
-from .common import run_job
+from .common import job_parser, run_job
+
+logger = logging.getLogger(__name__)
 
 EVALUATION_STAGE = "eval"  # the stage whose results make the report's table
+SHARED_FILE = "shared.yaml"  # the settings a plan's stages share
+EVERY_STAGE = "every_stage"
 HEADLINES = {
     ("perplexity", "perplexity"): "perplexity (lower is better)",
     ("gsm8k", "strict_match"): "exact match, strict",
@@ -103,16 +110,23 @@ def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
     if args.difficulty is not None:
         check_difficulty(args.difficulty, "--difficulty")
     folder = plan_folder(args)
-    files = sorted((item for item in folder.iterdir() if item.name.endswith(".yaml")), key=lambda item: item.name)
+    files = sorted(
+        (item for item in folder.iterdir() if item.name.endswith(".yaml") and item.name != SHARED_FILE),
+        key=lambda item: item.name,
+    )
     if not files:
         raise ValueError(f"{folder} holds no stage configs (<n>-<job>.yaml).")
+    shared = shared_settings(folder)
     stages = []
     for file in files:
         name = file.name.removesuffix(".yaml").split("-", 1)[-1]
         job = name.split("-")[0]
         if job not in JOBS:  # the registry: a job registered by a user runs as a stage too
             raise ValueError(f"{file.name}: the stage name must start with a job ({', '.join(JOBS)}), got {name!r}.")
-        stages.append(Stage(name, job, yaml.safe_load(file.read_text())))
+        taken = job_settings(job)
+        every_stage = {key: value for key, value in shared.get(EVERY_STAGE, {}).items() if key in taken}
+        config = {**every_stage, **shared.get(job, {}), **yaml.safe_load(file.read_text())}
+        stages.append(Stage(name, job, config))
     old_root = str(Path(stages[0].config["output_dir"]).parent)
     root = args.output_dir or old_root
     # The pretraining stage's own flags: settings of the stage named pretrain.
@@ -128,6 +142,23 @@ def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
         config.update(overrides.get(stage.name, {}))
         resolved.append(Stage(stage.name, stage.job, config))
     return resolved, Path(root)
+
+
+def shared_settings(folder) -> dict[str, dict]:
+    """The plan's shared.yaml ({} without one): `every_stage` and per-job sections of settings."""
+    path = folder / SHARED_FILE
+    if not path.is_file():
+        return {}
+    shared = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(shared) - {EVERY_STAGE, *JOBS})
+    if unknown:
+        raise ValueError(f"{path}: sections are {EVERY_STAGE} or a job's name ({', '.join(JOBS)}), got {unknown}.")
+    return shared
+
+
+def job_settings(job: str) -> set[str]:
+    """The settings a job's command line takes."""
+    return {action.dest for action in job_parser(job)._actions}
 
 
 def stage_record(stage: Stage) -> dict:
@@ -153,18 +184,18 @@ def run_stage(stage: Stage, configs: Path, restart: bool) -> dict:
     folder = Path(stage.config["output_dir"])
     record = read_run(folder)
     if not restart and record is not None and record.status == "finished":
-        print(f"[demo] {stage.name}: done already, skipping")
+        logger.info("[demo] %s: done already, skipping", stage.name)
         return stage_record(stage)
     resumable = JOBS[stage.job].resumable
     resume = not restart and resumable and any(is_complete(path) for path in checkpoints(folder))
-    print(f"[demo] {stage.name}: {'resuming' if resume else 'starting'}")
+    logger.info("[demo] %s: %s", stage.name, "resuming" if resume else "starting")
     path = configs / f"{stage.name}.yaml"
     path.write_text(yaml.safe_dump(stage.config, sort_keys=False))
     flags = ["--resume_from_checkpoint", "latest"] if resume else ["--overwrite_output_dir", "true"]
     try:
         run_job(stage.job, ["--config", str(path), *flags])
     except SystemExit:  # a stage stopped by a signal exits 128 + its number; the demo exits the same way
-        print(f"[demo] {stage.name} stopped; run the demo again to resume it.")
+        logger.warning("[demo] %s stopped; run the demo again to resume it.", stage.name)
         raise
     return stage_record(stage)
 
@@ -249,8 +280,7 @@ def run(args: DemoArguments) -> dict[str, dict]:
     configs.mkdir(parents=True, exist_ok=True)
     records = {stage.name: run_stage(stage, configs, args.restart) for stage in stages}
     report = write_report(output_dir, stages, records)
-    print(report.read_text())
-    print(f"[demo] report: {report}")
+    logger.info("%s\n[demo] report: %s", report.read_text(), report)
     return records
 
 

@@ -8,17 +8,20 @@ model, LoRA on top; the reference is the adapter-disabled base or a frozen copy)
 preference accuracy -> save (model, curves); `run_job` records and pushes.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from trl import DPOConfig, DPOTrainer
 
 from ..adapters import describe_parameters
+from ..evaluation.preference_accuracy import preference_accuracy_change, preferred_chosen
 from ..loading import load_tokenizer
-from ..rlhf.preference_accuracy import preference_accuracy_change, preferred_chosen
 from ..rlhf.preferences import PreferenceDataArguments, load_preference_splits
 from ..runs import JobResult
 from ..training import AdapterArguments, RunArguments, per_step, train_and_save, training_result
 from .common import OpenedRun, load_sft_model
+
+logger = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -68,7 +71,7 @@ def run(
         peft_config=peft_config,
     )
     if opened.main_process:
-        print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
+        logger.info(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
     held_out, batch_size = splits["validation"], config.per_device_eval_batch_size
     cut = dict(max_length=config.max_length, truncation_mode=config.truncation_mode)  # the pairs as DPO sees them
     # Before training the policy is the reference (a fresh LoRA adds zero; full training starts from a copy).

@@ -15,6 +15,7 @@ Under `accelerate launch --num_processes N` each process takes whole batches of 
 
 import gc
 import json
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,8 @@ from ..runs import (
     read_run,
 )
 from .common import OpenedRun
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -226,9 +229,9 @@ def compare_with_baseline(scores: list[TaskScore], outcomes: dict[tuple[str, str
 def kl_to_baseline(
     args: EvalArguments, labels: list[str], paths: list[str], tokenizers: list, tasks: list[Task], task_data: list
 ) -> dict[str, float]:
-    """Each model's KL to the baseline (`toolkit.rlhf.comparison.sampled_kl`) on the first `kl_prompts` prompts of
-    the gsm8k (else bleu) task, with the baseline's tokenizer; the baseline's own is 0."""
-    from ..rlhf.comparison import sampled_kl
+    """Each model's KL to the baseline (`toolkit.evaluation.comparison.sampled_kl`) on the first `kl_prompts`
+    prompts of the gsm8k (else bleu) task, with the baseline's tokenizer; the baseline's own is 0."""
+    from ..evaluation.comparison import sampled_kl
 
     generation_task = next(name for name in ("gsm8k", "bleu") if name in args.tasks)
     prompts = task_data[[task.name for task in tasks].index(generation_task)].items[: args.kl_prompts]
@@ -258,7 +261,7 @@ def write_comparison(
 ) -> str:
     """comparison.md and comparison.png in output_dir, on the first metric with paired outcomes (gsm8k: strict
     match); returns the table."""
-    from ..rlhf.comparison import comparison_table, plot_comparison, training_summary
+    from ..evaluation.comparison import comparison_table, plot_comparison, training_summary
 
     task, metric = next((score.task, m) for score in scores for m in TASKS[score.task].paired_outcomes)
     by_model = {score.model: score for score in scores if score.task == task}
@@ -303,7 +306,7 @@ def run(opened: OpenedRun, args: EvalArguments) -> JobResult:
             model = load_causal_lm(path, dtype=args.dtype, device=str(state.device))
             for task, data in zip(tasks, task_data):
                 if state.is_main_process:
-                    print(
+                    logger.info(
                         f"{label}: {task.name} on {data.source} ({data.num_examples} examples, "
                         f"{state.num_processes} process(es))"
                     )
@@ -344,10 +347,12 @@ def run(opened: OpenedRun, args: EvalArguments) -> JobResult:
             table = results_table(scores, labels, args.baseline)
             (output_dir / RESULTS_TABLE).write_text(table + "\n")
             plot_results(scores, labels, output_dir / RESULTS_CHART)
-            print(table)
+            logger.info(table)
             if args.compare_runs:
-                print(write_comparison(args, scores, labels, paths, kls))
-            print(f"Results in {output_dir}: {RESULTS_JSON}, {RESULTS_TABLE}, {RESULTS_CHART}, <model>/<task>.jsonl")
+                logger.info(write_comparison(args, scores, labels, paths, kls))
+            logger.info(
+                f"Results in {output_dir}: {RESULTS_JSON}, {RESULTS_TABLE}, {RESULTS_CHART}, <model>/<task>.jsonl"
+            )
     state.wait_for_everyone()
     headline = {
         f"{score.model}/{score.task}/{metric}": score.metrics[metric]

@@ -10,6 +10,7 @@ adapter-disabled base or a frozen copy) -> GRPOTrainer / RLOOTrainer -> train ->
 `run_job` records and pushes.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from ..adapters import describe_parameters
@@ -17,10 +18,12 @@ from ..loading import load_tokenizer
 from ..plotting import plot_online_rl_curves
 from ..rlhf.group_rl import TRAINERS, GRPOConfig, RLOOConfig
 from ..rlhf.prompts import PromptDataArguments, load_prompts
-from ..rlhf.rewards import reward_functions
+from ..rlhf.reward_functions import reward_functions
 from ..runs import JobResult, sampled_reward_headline
 from ..training import AdapterArguments, RunArguments, per_step, train_and_save, training_result
 from .common import OpenedRun, load_sft_model
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,7 +80,7 @@ def run(
         peft_config=peft_config,
     )
     if opened.main_process:
-        print(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
+        logger.info(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
     opened.start(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
     metrics = train_and_save(trainer, config, plot=run_args.plot, curves=plot_online_rl_curves)
     # Newly sampled completions per optimizer step (each is trained on num_iterations times).

@@ -8,6 +8,7 @@ value function, metrics.jsonl, curves); `run_job` records and pushes.
 """
 
 import argparse
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -15,11 +16,13 @@ from ..adapters import describe_parameters
 from ..loading import load_tokenizer, model_context_length
 from ..rlhf import PPOConfig, PPOTrainer
 from ..rlhf.prompts import PromptDataArguments, load_prompts
-from ..rlhf.reward import load_reward_model
-from ..rlhf.rewards import REWARD_FUNCTIONS
+from ..rlhf.reward_functions import REWARD_FUNCTIONS
+from ..rlhf.reward_model import load_reward_model
 from ..runs import JobResult, sampled_reward_headline
 from ..training import AdapterArguments, RunArguments
 from .common import OpenedRun, load_sft_policy
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,7 +84,9 @@ def run(
 
     trainer = PPOTrainer(config, policy, tokenizer, load_prompts(data_args), **scorer)
     if opened.main_process:
-        print(f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}")
+        logger.info(
+            f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}"
+        )
     opened.start(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
     history = trainer.train(resume_from_checkpoint=opened.checkpoint, plot=run_args.plot)
     # Each step's wall time is batch / its episodes_per_second: the rate holds across resumed sessions.

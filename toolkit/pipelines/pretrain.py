@@ -7,6 +7,8 @@ parse -> data (load, tokenizer, pack) -> model -> Trainer -> train -> save (mode
 `toolkit.pipelines.common.run_job` records the run (run.json, metrics.json) and pushes it.
 """
 
+import logging
+
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -15,7 +17,8 @@ from transformers import (
     set_seed,
 )
 
-from ..data import DatasetEpochCallback, RandomBlocks, TokenBlocks, pack_for_language_modeling, pack_streams
+from .._compat import DatasetEpochCallback
+from ..data import RandomBlocks, TokenBlocks, pack_for_language_modeling, pack_streams
 from ..runs import JobResult
 from ..training import (
     PretrainDataArguments,
@@ -28,6 +31,8 @@ from ..training import (
 )
 from ..training.setup import build_model, build_tokenizer, load_training_splits, streamed_token_streams
 from .common import OpenedRun
+
+logger = logging.getLogger(__name__)
 
 ARGUMENTS = (PretrainModelArguments, PretrainDataArguments, RunArguments, TrainingArguments)
 HEADLINE = ("eval_loss", "eval_perplexity", "train_loss")
@@ -100,7 +105,7 @@ def run(
     """Train a GPT from scratch on packed blocks; saves model, tokenizer and curves in output_dir."""
     tokenizer, model, blocks = prepare(model_args, data_args, training_args)
     if opened.main_process:
-        print(
+        logger.info(
             f"{model.__class__.__name__}: {model.num_parameters():,} parameters, vocabulary {len(tokenizer)}, "
             f"{len(blocks['train']):,} training blocks of {data_args.block_size} tokens"
         )

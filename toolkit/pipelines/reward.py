@@ -7,6 +7,7 @@ parse -> pairs (hh-rlhf files, Hub, or the arithmetic task's corrupted and polic
 RewardTrainer -> train -> held-out pairwise accuracy -> save (model, curves); `run_job` records and pushes.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from trl import RewardConfig
@@ -14,10 +15,12 @@ from trl import RewardConfig
 from ..adapters import apply_lora, describe_parameters
 from ..loading import load_tokenizer
 from ..rlhf.preferences import PreferenceDataArguments, load_preference_splits
-from ..rlhf.reward import evaluate_reward_model, make_reward_trainer, reward_model_from_causal_lm
+from ..rlhf.reward_model import evaluate_reward_model, make_reward_trainer, reward_model_from_causal_lm
 from ..runs import JobResult
 from ..training import AdapterArguments, RunArguments, per_step, train_and_save, training_result
 from .common import OpenedRun
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,7 +56,7 @@ def run(
             modules_to_save=["score"],  # the new score head trains in full next to the adapters
         )
     if opened.main_process:
-        print(f"reward model ({adapter_args.method}): {describe_parameters(model)}")
+        logger.info(f"reward model ({adapter_args.method}): {describe_parameters(model)}")
     trainer = make_reward_trainer(model, tokenizer, splits["train"], splits["validation"], args=config)
 
     def held_out(trainer) -> dict:

@@ -12,6 +12,7 @@ parse -> data (prompt/completion columns: completion-only loss; a text column: l
 `--resume_from_checkpoint latest`).
 """
 
+import logging
 from pathlib import Path
 
 import datasets
@@ -33,6 +34,8 @@ from ..training import (
 )
 from ..training.setup import build_model, build_tokenizer, load_training_splits
 from .common import OpenedRun
+
+logger = logging.getLogger(__name__)
 
 ARGUMENTS = (ModelArguments, DataArguments, AdapterArguments, RunArguments, SFTConfig)
 HEADLINE = ("eval_loss", "eval_perplexity", "train_loss")
@@ -104,7 +107,7 @@ def run(
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise ValueError(f"--method {adapter_args.method} left nothing of {model_args.model_name_or_path} to train.")
     if opened.main_process:
-        print(f"{adapter_args.method}: {describe_parameters(model)}")
+        logger.info(f"{adapter_args.method}: {describe_parameters(model)}")
     splits = datasets.DatasetDict({name: sft_columns(split, data_args) for name, split in splits.items()})
     trainer = ToolkitSFTTrainer(
         model=model,

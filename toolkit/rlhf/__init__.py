@@ -1,17 +1,13 @@
-"""RLHF: PPO against a reward model or a verifiable reward function, reward-model training, preference pairs, and
-the prompts, rewards and configs of TRL's GRPO and RLOO trainers (`prompts`, `rewards`, `group_rl`)."""
+"""RLHF: PPO against a reward model or a verifiable reward function (`ppo/`), reward models (`reward_model`),
+reward functions for online RL (`reward_functions`), preference pairs (`preferences`), the prompts online RL samples
+answers to (`prompts`), the configs of TRL's GRPO and RLOO trainers (`group_rl`), and the passes over query +
+response those share (`scoring`). How far a model moved, and what its run cost, is measured in
+`toolkit.evaluation` (`preference_accuracy`, `comparison`)."""
 
-from .modeling import (
-    PolicyAndValueModel,
-    TokenValueModel,
-    check_tokenizers_match,
-    disable_dropout,
-    position_ids_from_mask,
-    sequence_scores,
-)
-from .ppo_config import PPOConfig
-from .ppo_core import AdaptiveKLController, FixedKLController
-from .ppo_trainer import PPOTrainer
+from .ppo.ppo_config import PPOConfig
+from .ppo.ppo_core import AdaptiveKLController, FixedKLController
+from .ppo.ppo_trainer import PPOTrainer
+from .ppo.rollout import Rollout, left_pad, response_logprobs, truncate_after_eos
 from .preferences import (
     arithmetic_policy_pairs,
     load_preference_jsonl,
@@ -20,14 +16,21 @@ from .preferences import (
     preference_dataset,
     sampled_preference_pairs,
 )
-from .reward import (
+from .reward_model import (
     evaluate_reward_model,
     load_reward_model,
     make_reward_trainer,
     reward_model_from_causal_lm,
     reward_scores,
 )
-from .rollout import Rollout, left_pad, response_logprobs, truncate_after_eos
+from .scoring import (
+    PolicyAndValueModel,
+    TokenValueModel,
+    check_tokenizers_match,
+    disable_dropout,
+    position_ids_from_mask,
+    sequence_scores,
+)
 
 __all__ = [
     "PPOConfig",

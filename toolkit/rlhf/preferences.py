@@ -3,6 +3,7 @@ pairs from a policy's own samples judged by a verifier."""
 
 import gzip
 import json
+import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from ..tasks.arithmetic import (
     make_arithmetic_dataset,
     verify,
 )
+
+logger = logging.getLogger(__name__)
 
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
 
@@ -290,7 +293,9 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
                 temperature=args.policy_sample_temperature,
                 skip_problems=args.num_pairs,
             )
-            print(f"{len(sampled)} pairs from {args.policy_samples_from}'s own answers, {len(pairs)} corrupted ones")
+            logger.info(
+                "%d pairs from %s's own answers, %d corrupted ones", len(sampled), args.policy_samples_from, len(pairs)
+            )
             pairs = datasets.concatenate_datasets([pairs.remove_columns("final_answer"), sampled])
     else:
         pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=args.explicit_prompt)

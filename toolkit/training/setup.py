@@ -6,6 +6,7 @@ import datasets
 import numpy as np
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from .._compat import model_from_config
 from ..adapters import merge_adapter
 from ..data import (
     load_raw,
@@ -157,9 +158,9 @@ def build_model(
             raise ValueError("A model built from scratch needs a context: pass --context_length.")
         config = scratch_config(args, len(tokenizer), block_size, tokenizer)
         if args.architecture == "gpt":
-            model = GPTForCausalLM._from_config(config, **attn)
+            model = model_from_config(GPTForCausalLM, config, **attn)
         else:
-            model = GPT2LMHeadModel._from_config(gpt_config_to_gpt2(config), **attn)
+            model = model_from_config(GPT2LMHeadModel, gpt_config_to_gpt2(config), **attn)
     check_tokenizer_fits(tokenizer, model.config)
     if block_size is not None:
         check_block_size(model, block_size, length_flag)

@@ -18,8 +18,8 @@ from trl import RewardConfig, RewardTrainer
 
 from ..adapters import merge_adapter
 from ..loading import model_context_length
-from .modeling import disable_dropout, sequence_scores, unwrap_peft
 from .preferences import validate_preference_row
+from .scoring import disable_dropout, sequence_scores, unwrap_peft
 
 
 def init_reward_head(model: nn.Module) -> None:

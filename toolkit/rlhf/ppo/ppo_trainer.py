@@ -40,11 +40,12 @@ from transformers import (
     set_seed,
 )
 
-from .. import stopping
-from .._compat import CallbackHandler, get_reporting_integration_callbacks, reuse_freed_memory
-from ..loading import model_context_length
-from ..plotting import plot_ppo_curves
-from ..runs import (
+from ... import stopping
+from ..._compat import CallbackHandler, get_reporting_integration_callbacks
+from ...allocator import reuse_freed_memory
+from ...loading import model_context_length
+from ...plotting import plot_ppo_curves
+from ...runs import (
     CURVES_FILE,
     METRICS_LOG_FILE,
     POLICY_DIR,
@@ -53,7 +54,7 @@ from ..runs import (
     VALUE_HEAD_FILE,
     checkpoints,
 )
-from .modeling import (
+from ..scoring import (
     PolicyAndValueModel,
     check_tokenizers_match,
     disable_dropout,

@@ -17,11 +17,12 @@ from matplotlib.figure import Figure
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .._compat import gather_object
-from ..evaluation.task import batch_share, check_gathered
+from ..generation import generate
 from ..jobs import JOBS
 from ..plotting import save_figure
+from ..rlhf.ppo.rollout import left_pad, response_logprobs, truncate_after_eos
 from ..runs import curve_ends, read_summary, run_of_model
-from .rollout import left_pad, response_logprobs, truncate_after_eos
+from .task import batch_share, check_gathered
 
 
 @torch.no_grad()
@@ -48,9 +49,10 @@ def sampled_kl(
         encoded = [tokenizer(prompts[index], add_special_tokens=False)["input_ids"] for index in indices]
         queries, query_mask = left_pad(encoded, tokenizer.pad_token_id)
         queries, query_mask = queries.to(device), query_mask.to(device)
-        sequences = model.generate(
-            input_ids=queries,
-            attention_mask=query_mask,
+        new_tokens = generate(  # the sampling every job uses (a soft prompt included)
+            model,
+            queries,
+            query_mask,
             do_sample=True,
             temperature=1.0,
             top_k=0,
@@ -59,9 +61,7 @@ def sampled_kl(
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-        responses, response_mask, _ = truncate_after_eos(
-            sequences[:, queries.shape[1] :], tokenizer.eos_token_id, tokenizer.pad_token_id
-        )
+        responses, response_mask, _ = truncate_after_eos(new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id)
         input_ids = torch.cat([queries, responses], dim=1)
         attention_mask = torch.cat([query_mask, response_mask], dim=1)
         log_ratio = response_logprobs(model, input_ids, attention_mask, queries.shape[1], 1.0)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .modeling import response_hidden_and_logits
+from ..scoring import response_hidden_and_logits
 from .ppo_core import logprobs_from_logits
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .ppo_core import last_token_index
+from .ppo.ppo_core import last_token_index
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from numbers import Real
 
 from ..loading import load_tokenizer
 from ..tasks.arithmetic import INVALID, extract_strict, verify, verify_flexible
-from .reward import load_reward_model, reward_scores
+from .reward_model import load_reward_model, reward_scores
 
 RewardFunction = Callable[..., list[float]]
 

@@ -86,7 +86,7 @@ class PPOConfig(TrainingArguments):
         default=True,
         metadata={
             "help": "On CPU (Linux, glibc): keep the memory a step frees for the next step instead of returning it to "
-            "the OS, which otherwise faults it in again page by page (toolkit._compat.reuse_freed_memory; "
+            "the OS, which otherwise faults it in again page by page (toolkit.allocator.reuse_freed_memory; "
             "process-wide)."
         },
     )

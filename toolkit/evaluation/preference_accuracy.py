@@ -14,8 +14,8 @@ from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .._compat import gather_object
-from ..evaluation.significance import mcnemar_exact
-from ..evaluation.task import batch_share, check_gathered
+from .significance import mcnemar_exact
+from .task import batch_share, check_gathered
 
 
 @torch.no_grad()
