@@ -13,7 +13,10 @@ def load_recipe(name: str):
     return module
 
 
+DEMO_PLANS = REPO / "recipes/configs/demo"
+
+
 def recipe_configs() -> list[Path]:
-    """Every shipped config a recipe launches: all of recipes/configs/ but the demo plans' shared.yaml, which holds
-    the settings the demo adds to its stages and launches nothing itself."""
-    return sorted(path for path in (REPO / "recipes/configs").rglob("*.yaml") if path.name != "shared.yaml")
+    """Every shipped config a recipe launches by itself: all of recipes/configs/ but the demo's plans, whose files are
+    stages the demo runs with their plan's shared.yaml (`toolkit.pipelines.demo.plan_stages`)."""
+    return sorted(path for path in (REPO / "recipes/configs").rglob("*.yaml") if DEMO_PLANS not in path.parents)

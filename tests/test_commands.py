@@ -4,18 +4,21 @@ the Accelerate config loads with Accelerate's loader, and the recipe's own parse
 import ast
 import re
 import shlex
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from trl import TrlParser
 
-from recipes_loader import REPO, load_recipe, recipe_configs
+from recipes_loader import DEMO_PLANS, REPO, load_recipe, recipe_configs
 from toolkit.bench import BENCHMARKS
 from toolkit.generation import GenerateArguments
 from toolkit.jobs import JOBS
 from toolkit.pipelines.common import job_parser
 from toolkit.pipelines.demo import build_parser as build_demo_parser
+from toolkit.pipelines.demo import plan_stages
 from toolkit.pipelines.push import parse_arguments as parse_push_arguments
 from toolkit.scaling import MODES as SCALING_MODES
 
@@ -125,6 +128,16 @@ def test_recipe_docstring_commands_parse(script):
     assert commands, f"{script.name}'s docstring must hold its launch command"
     for command in commands:
         check_accelerate_launch(command)
+
+
+@pytest.mark.parametrize("plan", sorted(DEMO_PLANS.iterdir()), ids=lambda path: path.name)
+def test_every_demo_stage_parses_with_its_job_and_the_plan_shared_settings(plan):
+    for stage in plan_stages(plan):
+        settings = yaml.safe_dump(stage.config)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:
+            config.write(settings)
+            config.flush()
+            job_parser(stage.job).parse_args_and_config(["--config", config.name, "--use_cpu", "true"])
 
 
 @pytest.mark.parametrize("config, command", config_header_commands(), ids=lambda x: getattr(x, "name", ""))

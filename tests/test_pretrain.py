@@ -115,6 +115,20 @@ def test_resuming_a_finished_run_says_so_and_trains_nothing(tmp_path):
     assert longer["global_step"] == 6
 
 
+def test_a_resumed_run_counts_its_rate_over_its_own_steps_when_its_checkpoint_rotates_away(tmp_path):
+    """The summary's rate covers the steps after the resumed checkpoint, read when the run opens: by the end, the
+    rotating saves (save_total_limit 1) have deleted that checkpoint."""
+    output_dir, _ = run(
+        tmp_path, "--max_steps", "4", "--save_steps", "4", "--eval_steps", "4", "--save_total_limit", "1"
+    )
+    extra = ["--save_steps", "2", "--save_total_limit", "1", "--resume_from_checkpoint", "latest"]
+    _, summary = run(tmp_path, "--max_steps", "8", *extra)
+    assert not (output_dir / "checkpoint-4").exists() and (output_dir / "checkpoint-8").is_dir()
+    tokens_per_step = 8 * 64  # per_device_train_batch_size x block_size, one process
+    assert summary["units"] == 8 * tokens_per_step
+    assert summary["units_per_second"] == pytest.approx(4 * tokens_per_step / summary["train_runtime"])
+
+
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     output_dir = tmp_path / "stopped"
     command = [sys.executable, str(REPO / "recipes/pretrain.py"), "--config", TINY, "--output_dir", str(output_dir)]

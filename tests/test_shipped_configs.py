@@ -17,7 +17,8 @@ import pytest
 import yaml
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from recipes_loader import REPO, load_recipe, recipe_configs
+from recipes_loader import DEMO_PLANS, REPO, load_recipe, recipe_configs
+from toolkit.pipelines.demo import plan_stages
 from toolkit.tokenization import load_gpt2_tokenizer
 
 CONFIGS = recipe_configs()
@@ -69,27 +70,39 @@ def output_paths(config: dict) -> list[str]:
     return [x for x in flat if isinstance(x, str) and x.startswith("outputs/")]
 
 
-def run_order(configs: list[Path]) -> list[Path]:
-    """Configs sorted so that every run comes after the runs whose output folders it reads."""
-    loaded = {path: yaml.safe_load(path.read_text()) for path in configs}
-    writers = {str(c.get("output_dir", "")): path for path, c in loaded.items()}
-    writers = {out: path for out, path in writers.items() if out.startswith("outputs/")}
+def shipped_runs() -> dict[str, tuple[str, dict, list[str]]]:
+    """label -> (job, settings, arguments after the settings) of every shipped config: the recipes' configs with the
+    arguments after `--config` in their first line, and the demo plans' stages as the demo runs them (with their
+    plan's shared.yaml)."""
+    runs = {}
+    for config in CONFIGS:
+        name, header_args = header_command(config)
+        runs[str(config.relative_to(REPO))] = (name, yaml.safe_load(config.read_text()), header_args)
+    for plan in sorted(DEMO_PLANS.iterdir()):
+        for stage in plan_stages(plan):
+            runs[f"{plan.relative_to(REPO)}/{stage.name}.yaml"] = (stage.job, stage.config, [])
+    return runs
 
-    def needs(path):
-        reads = output_paths(loaded[path])
-        return {w for out, w in writers.items() for r in reads if w != path and (r == out or r.startswith(out + "/"))}
+
+def run_order(runs: dict[str, tuple[str, dict, list[str]]]) -> list[str]:
+    """The runs' labels sorted so that every run comes after the runs whose output folders it reads."""
+    writers = {str(settings.get("output_dir", "")): label for label, (_, settings, _) in runs.items()}
+    writers = {out: label for out, label in writers.items() if out.startswith("outputs/")}
+
+    def needs(label):
+        reads = output_paths(runs[label][1])
+        return {w for out, w in writers.items() for r in reads if w != label and (r == out or r.startswith(out + "/"))}
 
     order, done = [], set()
-    while len(order) < len(configs):
-        ready = [p for p in configs if p not in done and needs(p) <= done]
-        assert ready, f"configs read outputs that no config writes: {[p for p in configs if p not in done]}"
+    while len(order) < len(runs):
+        ready = [label for label in runs if label not in done and needs(label) <= done]
+        assert ready, f"configs read outputs that no config writes: {[r for r in runs if r not in done]}"
         order.append(ready[0])
         done.add(ready[0])
     return order
 
 
-def local_config(config: Path, stand_in: Path, shared: Path, dests: set[str]) -> dict:
-    values = yaml.safe_load(config.read_text())
+def local_config(values: dict, stand_in: Path, shared: Path, dests: set[str]) -> dict:
     substitutes = {
         GPT2_ID: str(stand_in),
         "Anthropic/hh-rlhf": str(shared / "preferences/harmless-base-test.jsonl.gz"),
@@ -132,19 +145,19 @@ def test_every_shipped_config_runs_and_the_gpt2_chain_runs_end_to_end(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    failures = {}
-    for config in run_order(CONFIGS):
-        name, header_args = header_command(config)
+    failures, runs = {}, shipped_runs()
+    for label in run_order(runs):
+        name, settings, header_args = runs[label]
         recipe = load_recipe(name)
         dests = {action.dest for action in recipe.build_parser()._actions}
-        edited = tmp_path / "configs" / config.relative_to(REPO / "recipes/configs")
+        edited = tmp_path / "configs" / Path(label).relative_to("recipes/configs")
         edited.parent.mkdir(parents=True, exist_ok=True)
-        edited.write_text(yaml.safe_dump(local_config(config, gpt2_stand_in, shared_data, dests)))
+        edited.write_text(yaml.safe_dump(local_config(settings, gpt2_stand_in, shared_data, dests)))
         header_args = [a.replace("../shared/data", str(shared_data)) for a in header_args]
         try:
             recipe.main(["--config", str(edited), *header_args])
         except Exception as error:  # noqa: BLE001 - every config is tried; the failures are listed together
-            failures[str(config.relative_to(REPO))] = f"{type(error).__name__}: {error}"
+            failures[label] = f"{type(error).__name__}: {error}"
     assert not failures, json.dumps(failures, indent=2)
 
     # The GPT-2 chain: PPO started from the SFT model and its reward model; evaluate both, stage the upload.

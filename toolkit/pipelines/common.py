@@ -22,11 +22,13 @@ from ..loading import load_causal_lm, load_tokenizer
 from ..parsing import argument_parser, configure_logging
 from ..runs import (
     SFT_MERGED_DIR,
+    TRAINER_STATE_FILE,
     RunRecord,
     end_run,
     job_summary,
     peak_memory_mib,
     prepare_output_dir,
+    read_json,
     reset_peak_memory,
     start_run,
     write_summary,
@@ -35,6 +37,7 @@ from ..stopping import JobStopped
 from ..training.arguments import AdapterArguments, RunArguments
 
 logger = logging.getLogger(__name__)
+SUMMARY_LINE_FIGURES = 6  # headline figures in a run's closing log line (an evaluation has one per model and task)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class OpenedRun:
     main_process: bool
     checkpoint: str | None  # the checkpoint to resume (None: a fresh run)
     started: float  # Unix time the job began: its wall time and peak memory count data and models too
+    resumed_step: int = 0  # the step the checkpoint had reached (read now: a rotating save may delete it later)
     description: dict = field(default_factory=dict)  # method, base_model, datasets, as `start` recorded them
     record: RunRecord | None = None  # run.json's record once `start` wrote it (main process)
 
@@ -83,7 +87,10 @@ def open_run(job: Job, arguments: Sequence) -> OpenedRun:
     if training is not None:
         training.resume_from_checkpoint = checkpoint
         set_seed(training.seed)
-    return OpenedRun(job, str(setting(arguments, "output_dir")), state.is_main_process, checkpoint, started)
+    resumed_step = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
+    return OpenedRun(
+        job, str(setting(arguments, "output_dir")), state.is_main_process, checkpoint, started, resumed_step
+    )
 
 
 def execute(name: str, *arguments) -> dict:
@@ -135,7 +142,11 @@ def summary_line(summary: dict) -> str:
     if summary["units"] is not None:
         rate = f" ({summary['units_per_second']:,.1f}/s)" if summary["units_per_second"] else ""
         parts.append(f"{summary['units']:,.0f} {summary['unit']}{rate}")
-    parts += [f"{name} {value:.4g}" for name, value in summary["headline"].items() if isinstance(value, float | int)]
+    figures = [f"{name} {value:.4g}" for name, value in summary["headline"].items() if isinstance(value, float | int)]
+    shown = figures[:SUMMARY_LINE_FIGURES]
+    if len(figures) > len(shown):
+        shown.append(f"{len(figures) - len(shown)} more in metrics.json")
+    parts += shown
     if summary["seconds"] is not None:
         parts.append(f"{summary['seconds']:.0f} s")
     return ", ".join(parts)

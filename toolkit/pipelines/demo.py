@@ -109,7 +109,27 @@ def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
     """The stages in order, with `--output_dir` and the other overrides applied, and the plan's output folder."""
     if args.difficulty is not None:
         check_difficulty(args.difficulty, "--difficulty")
-    folder = plan_folder(args)
+    stages = plan_stages(plan_folder(args))
+    old_root = str(Path(stages[0].config["output_dir"]).parent)
+    root = args.output_dir or old_root
+    # The pretraining stage's own flags: settings of the stage named pretrain.
+    pretraining = {"synthetic_train_size": args.pretrain_problems, "max_steps": args.pretrain_steps}
+    overrides = {"pretrain": {key: value for key, value in pretraining.items() if value}}
+    resolved = []
+    for stage in stages:
+        config = relocate(stage.config, old_root, root)
+        if args.seed is not None and "seed" in config:
+            config["seed"] = args.seed
+        if args.difficulty is not None and "synthetic_difficulty" in config:
+            config["synthetic_difficulty"] = list(args.difficulty)
+        config.update(overrides.get(stage.name, {}))
+        resolved.append(Stage(stage.name, stage.job, config))
+    return resolved, Path(root)
+
+
+def plan_stages(folder) -> list[Stage]:
+    """A plan's stages in order, each its own file with the plan's shared settings it takes (as written: paths under
+    the plan's own output folder)."""
     files = sorted(
         (item for item in folder.iterdir() if item.name.endswith(".yaml") and item.name != SHARED_FILE),
         key=lambda item: item.name,
@@ -127,21 +147,7 @@ def load_plan(args: DemoArguments) -> tuple[list[Stage], Path]:
         every_stage = {key: value for key, value in shared.get(EVERY_STAGE, {}).items() if key in taken}
         config = {**every_stage, **shared.get(job, {}), **yaml.safe_load(file.read_text())}
         stages.append(Stage(name, job, config))
-    old_root = str(Path(stages[0].config["output_dir"]).parent)
-    root = args.output_dir or old_root
-    # The pretraining stage's own flags: settings of the stage named pretrain.
-    pretraining = {"synthetic_train_size": args.pretrain_problems, "max_steps": args.pretrain_steps}
-    overrides = {"pretrain": {key: value for key, value in pretraining.items() if value}}
-    resolved = []
-    for stage in stages:
-        config = relocate(stage.config, old_root, root)
-        if args.seed is not None and "seed" in config:
-            config["seed"] = args.seed
-        if args.difficulty is not None and "synthetic_difficulty" in config:
-            config["synthetic_difficulty"] = list(args.difficulty)
-        config.update(overrides.get(stage.name, {}))
-        resolved.append(Stage(stage.name, stage.job, config))
-    return resolved, Path(root)
+    return stages
 
 
 def shared_settings(folder) -> dict[str, dict]:

@@ -83,4 +83,4 @@ def run(
 
     opened.start(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
     metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out_preferences)
-    return training_result(trainer, metrics, per_step(config), HEADLINE)
+    return training_result(trainer, metrics, per_step(config), HEADLINE, opened.resumed_step)

@@ -305,7 +305,7 @@ def run(opened: OpenedRun, args: EvalArguments) -> JobResult:
         for label, path, tokenizer in zip(labels, paths, tokenizers):
             model = load_causal_lm(path, dtype=args.dtype, device=str(state.device))
             for task, data in zip(tasks, task_data):
-                if state.is_main_process:
+                if opened.main_process:
                     logger.info(
                         f"{label}: {task.name} on {data.source} ({data.num_examples} examples, "
                         f"{state.num_processes} process(es))"
@@ -327,7 +327,7 @@ def run(opened: OpenedRun, args: EvalArguments) -> JobResult:
                 )
                 for metric, field_name in task.paired_outcomes.items():
                     outcomes[label, task.name, metric] = [bool(row[field_name]) for row in scored.records]
-                if state.is_main_process:
+                if opened.main_process:
                     write_records(output_dir / file_name(label) / f"{task.name}.jsonl", scored.records)
             del model
             gc.collect()
@@ -342,7 +342,7 @@ def run(opened: OpenedRun, args: EvalArguments) -> JobResult:
             "num_processes": state.num_processes,
             "results": [asdict(score) for score in scores],
         }
-        if state.is_main_process:
+        if opened.main_process:
             (output_dir / RESULTS_JSON).write_text(json.dumps(report, indent=2, default=str))
             table = results_table(scores, labels, args.baseline)
             (output_dir / RESULTS_TABLE).write_text(table + "\n")

@@ -84,6 +84,6 @@ def run(
     opened.start(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
     metrics = train_and_save(trainer, config, plot=run_args.plot, curves=plot_online_rl_curves)
     # Newly sampled completions per optimizer step (each is trained on num_iterations times).
-    result = training_result(trainer, metrics, per_step(config) / config.num_iterations, ())
+    result = training_result(trainer, metrics, per_step(config) / config.num_iterations, (), opened.resumed_step)
     result.headline = sampled_reward_headline(result.curves)
     return result

@@ -124,4 +124,4 @@ def run(
         merged_dir = Path(config.output_dir) / MERGED_DIR
         model.merge_and_unload().save_pretrained(merged_dir)
         tokenizer.save_pretrained(merged_dir)
-    return training_result(trainer, metrics, per_step(config), HEADLINE)
+    return training_result(trainer, metrics, per_step(config), HEADLINE, opened.resumed_step)

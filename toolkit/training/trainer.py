@@ -15,7 +15,7 @@ from trl import SFTTrainer
 from .. import stopping
 from .._compat import TokenWeightedEvaluation
 from ..plotting import plot_training_curves
-from ..runs import CURVES_FILE, TRAINER_STATE_FILE, JobResult, read_json, resolve_checkpoint
+from ..runs import CURVES_FILE, JobResult, resolve_checkpoint
 
 
 def perplexity(loss: float) -> float:
@@ -201,12 +201,13 @@ def train_and_save(
 CURVE_SERIES = ("loss", "eval_loss", "reward", "kl")  # the logged values a run's summary keeps as curves
 
 
-def training_result(trainer: Trainer, metrics: dict, units_per_step: float, headline: tuple[str, ...]) -> JobResult:
+def training_result(
+    trainer: Trainer, metrics: dict, units_per_step: float, headline: tuple[str, ...], resumed_step: int = 0
+) -> JobResult:
     """A Trainer job's summary from `train_and_save`'s metrics: the units it trained on (`units_per_step` per
-    optimizer step: tokens, samples, pairs, episodes) and their rate over this session's steps, the `headline`
-    metrics it has, and its logged curves against units."""
-    checkpoint = trainer.args.resume_from_checkpoint  # resolved by the run's opening
-    resumed_at = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
+    optimizer step: tokens, samples, pairs, episodes) and their rate over this session's steps (those after
+    `resumed_step`, the step its checkpoint had reached), the `headline` metrics it has, and its logged curves against
+    units."""
     steps = trainer.state.global_step
     curves = {
         name: [[row["step"] * units_per_step, row[name]] for row in trainer.state.log_history if name in row]
@@ -215,7 +216,7 @@ def training_result(trainer: Trainer, metrics: dict, units_per_step: float, head
     return JobResult(
         metrics=metrics,
         units=units_per_step * steps,
-        units_per_second=units_per_step * (steps - resumed_at) / metrics["train_runtime"],
+        units_per_second=units_per_step * (steps - resumed_step) / metrics["train_runtime"],
         headline={name: metrics[name] for name in headline if name in metrics},
         curves={name: points for name, points in curves.items() if points},
     )
