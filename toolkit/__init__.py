@@ -109,15 +109,17 @@ JOB_FUNCTIONS = {job.api_name: job.name for job in JOBS.values() if job.api_name
 
 
 def job_function(name: str):
-    """`toolkit.<api_name>(*arguments)`: the job `name` run on its parsed arguments (its pipeline's `ARGUMENTS`, in
-    order), as `toolkit <name>` runs it; returns the run's summary (metrics.json)."""
+    """The function `toolkit.<api_name>` that runs the job `name` from Python."""
     from .pipelines.common import execute
 
     def run(*arguments) -> dict:
         return execute(name, *arguments)
 
     run.__name__ = run.__qualname__ = JOBS[name].api_name
-    run.__doc__ = job_function.__doc__.replace("`name`", name).replace("<name>", name)
+    run.__doc__ = (
+        f"The {name} job on its parsed arguments ({JOBS[name].pipeline}.ARGUMENTS, in order), as `toolkit {name}` "
+        "runs it; returns the run's summary (metrics.json)."
+    )
     return run
 
 

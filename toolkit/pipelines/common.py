@@ -77,8 +77,9 @@ def open_run(job: Job, arguments: Sequence) -> OpenedRun:
         raise ValueError(f"Unknown method {method!r} for {job.name}: pass --method {' or '.join(job.methods)}.")
     state = PartialState(cpu=bool(setting(arguments, "use_cpu", False)))
     training = next((group for group in arguments if isinstance(group, TrainingArguments)), None)
+    output_dir = str(setting(arguments, "output_dir"))
     checkpoint = prepare_output_dir(
-        setting(arguments, "output_dir"),
+        output_dir,
         setting(arguments, "overwrite_output_dir", False),
         None if training is None else training.resume_from_checkpoint,
         max_steps=-1 if training is None else training.max_steps,
@@ -88,9 +89,7 @@ def open_run(job: Job, arguments: Sequence) -> OpenedRun:
         training.resume_from_checkpoint = checkpoint
         set_seed(training.seed)
     resumed_step = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
-    return OpenedRun(
-        job, str(setting(arguments, "output_dir")), state.is_main_process, checkpoint, started, resumed_step
-    )
+    return OpenedRun(job, output_dir, state.is_main_process, checkpoint, started, resumed_step)
 
 
 def execute(name: str, *arguments) -> dict:
