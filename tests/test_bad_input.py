@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from huggingface_hub import constants as hub_constants
 
 from recipes_loader import REPO, load_recipe
 from toolkit.hub import push_folder
@@ -117,8 +118,16 @@ def test_an_unreachable_hub_is_one_clear_error(tmp_path, monkeypatch):
     (run / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     (run / "tokenizer.json").write_text("{}")
     monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)  # the user's setting, not this test's subject
     with pytest.raises(ValueError, match=r"Could not reach the Hub at http://127.0.0.1:9 .*Check --endpoint"):
         push_folder(run, "alice/gpt-tiny", endpoint="http://127.0.0.1:9")
+
+
+def test_an_upload_under_hf_hub_offline_says_so_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match=r"HF_HUB_OFFLINE is set, so nothing can be uploaded: .*--dry_run true"):
+        push_folder(tmp_path / "no-such-run", "alice/gpt-tiny", endpoint="http://127.0.0.1:9")
 
 
 def test_eval_guards_its_output(tmp_path):

@@ -16,6 +16,7 @@ from accelerate.utils import gather_object
 
 # huggingface_hub: repository id validation; it talks to the Hub through httpx2 (2.x) or httpx (1.x), whose
 # connection failures (refused, unresolved, timed out) are not wrapped in huggingface_hub's own errors.
+from huggingface_hub import constants as hub_constants
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 try:
@@ -34,6 +35,12 @@ from transformers.trainer_callback import CallbackHandler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .stopping import JobStopped, agreed
+
+
+def hub_offline() -> bool:
+    """huggingface_hub 1.x: whether HF_HUB_OFFLINE is on (read into its constants at import), in which case every
+    request raises its OfflineModeIsEnabled."""
+    return bool(hub_constants.HF_HUB_OFFLINE)
 
 
 def datasets_cache_folder() -> Path:
@@ -204,6 +211,7 @@ __all__ = [
     "CallbackHandler",
     "HFValidationError",
     "HubConnectionError",
+    "hub_offline",
     "TokenWeightedEvaluation",
     "gather_object",
     "get_reporting_integration_callbacks",

@@ -12,7 +12,7 @@ from huggingface_hub import HfApi, get_token
 from transformers import AutoTokenizer
 
 from .. import __version__, models
-from .._compat import HFValidationError, HubConnectionError, validate_repo_id
+from .._compat import HFValidationError, HubConnectionError, hub_offline, validate_repo_id
 from ..runs import CURVES_FILE, HUB_UPLOAD_DIR, METRICS_FILE, RESULTS_JSON, RUN_FILE, TRAINER_STATE_FILE, read_json
 from .card import (
     DEFAULT_BRANCH,
@@ -312,6 +312,11 @@ def push(args: PushArguments, token: str | None = None) -> PushResult:
         raise ValueError(
             "No Hugging Face token: set HF_TOKEN or run `hf auth login` (the token needs write access), or pass "
             "--dry_run true to write the upload folder without uploading."
+        )
+    if hub_offline():
+        raise ValueError(
+            "HF_HUB_OFFLINE is set, so nothing can be uploaded: unset it to upload, or pass --dry_run true to write "
+            "the upload folder without uploading."
         )
     if args.commit_message and token in args.commit_message:
         raise ValueError("The commit message holds your Hugging Face token; nothing was uploaded. Write another one.")
