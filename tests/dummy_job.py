@@ -24,6 +24,8 @@ JOB = Job(
 class DummyArguments:
     output_dir: str = field(default="outputs/dummy", metadata={"help": "Where the run goes."})
     method: str = field(default="full", metadata={"help": "How it trains."})
+    model_name_or_path: str = field(default="nothing", metadata={"help": "What it starts from."})
+    dataset: str = field(default="made-up", metadata={"help": "What it reads."})
     steps: int = field(default=4, metadata={"help": "Logged steps, 8 episodes each."})
 
 
@@ -35,7 +37,7 @@ def run(opened, args: DummyArguments, run_args: RunArguments) -> JobResult:
     model = GPTForCausalLM(
         GPTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
     )
-    opened.start(method=args.method, base_model="nothing", datasets=["made-up"])
+    opened.start()
     if opened.main_process:
         model.save_pretrained(args.output_dir)
         tokenizer.save_pretrained(args.output_dir)

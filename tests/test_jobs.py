@@ -32,10 +32,11 @@ def test_a_registered_job_is_a_command_a_recipe_a_run_a_card_and_a_comparison_ro
     folder = tmp_path / "run"
     # What recipes/<job>.py does: parse the command line (YAML, flags), then the shared lifecycle.
     config = tmp_path / "dummy.yaml"
-    config.write_text(f"output_dir: {folder}\nsteps: 5\n")
+    config.write_text(f"output_dir: {folder}\nsteps: 5\ndataset: pairs.jsonl\n")
     summary = run_job("dummy", ["--config", str(config), "--push_repo_id", "me/dummy", "--push_dry_run", "true"])
     record = read_run(folder)
     assert (record.job, record.method, record.status, record.base_model) == ("dummy", "full", "finished", "nothing")
+    assert record.datasets == ["pairs.jsonl"]  # what run.json records comes from the job's own flags
     assert read_summary(folder) == json.loads(json.dumps(summary))
     assert list(summary)[: len(SUMMARY_HEAD)] == list(SUMMARY_HEAD)
     assert (summary["unit"], summary["units"], summary["headline"]["reward_last_fifth"]) == ("episodes", 40, 0.4)
@@ -65,7 +66,7 @@ def test_the_method_is_checked_once_with_one_message(dummy, tmp_path):
 
 def test_a_failed_job_is_recorded_as_failed_and_writes_no_summary(dummy, tmp_path, monkeypatch):
     def broken(opened, *arguments):
-        opened.start(method="full")
+        opened.start()
         raise RuntimeError("broken on purpose")
 
     monkeypatch.setattr(dummy_job, "run", broken)

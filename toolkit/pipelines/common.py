@@ -45,6 +45,7 @@ class OpenedRun:
     """A job's run once opened: where it writes, whether this is the main process, what it resumes, when it began."""
 
     job: Job
+    arguments: Sequence  # the job's parsed dataclasses
     output_dir: str
     main_process: bool
     checkpoint: str | None  # the checkpoint to resume (None: a fresh run)
@@ -53,9 +54,14 @@ class OpenedRun:
     description: dict = field(default_factory=dict)  # method, base_model, datasets, as `start` recorded them
     record: RunRecord | None = None  # run.json's record once `start` wrote it (main process)
 
-    def start(self, *, method: str | None = None, base_model: str | None = None, datasets: Sequence[str] = ()):
+    def start(self, datasets: Sequence[str] | None = None):
         """Record the run as running in run.json, once its data and models have loaded: a run that fails on bad
-        input leaves no record, so the corrected command can take the same output_dir."""
+        input leaves no record, so the corrected command can take the same output_dir. What it records comes from
+        the job's flags (`method`, `model_name_or_path`, `dataset`); a job reading several sources names them."""
+        if datasets is None:
+            dataset = setting(self.arguments, "dataset")
+            datasets = [] if dataset is None else [dataset]
+        method, base_model = setting(self.arguments, "method"), setting(self.arguments, "model_name_or_path")
         self.description = dict(method=method, base_model=base_model, datasets=list(datasets))
         if self.main_process:
             self.record = start_run(self.output_dir, self.job.name, started=self.started, **self.description)
@@ -89,7 +95,7 @@ def open_run(job: Job, arguments: Sequence) -> OpenedRun:
         training.resume_from_checkpoint = checkpoint
         set_seed(training.seed)
     resumed_step = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
-    return OpenedRun(job, output_dir, state.is_main_process, checkpoint, started, resumed_step)
+    return OpenedRun(job, arguments, output_dir, state.is_main_process, checkpoint, started, resumed_step)
 
 
 def execute(name: str, *arguments) -> dict:

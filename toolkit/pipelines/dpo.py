@@ -81,6 +81,6 @@ def run(
         after = preferred_chosen(trained.model, tokenizer, held_out, batch_size, **cut)
         return preference_accuracy_change(before, after)
 
-    opened.start(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
+    opened.start()
     metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out_preferences)
     return training_result(trainer, metrics, per_step(config), HEADLINE, opened.resumed_step)

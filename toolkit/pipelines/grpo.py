@@ -81,7 +81,7 @@ def run(
     )
     if opened.main_process:
         logger.info(f"policy ({adapter_args.method}): {describe_parameters(trainer.model)}")
-    opened.start(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
+    opened.start()
     metrics = train_and_save(trainer, config, plot=run_args.plot, curves=plot_online_rl_curves)
     # Newly sampled completions per optimizer step (each is trained on num_iterations times).
     result = training_result(trainer, metrics, per_step(config) / config.num_iterations, (), opened.resumed_step)

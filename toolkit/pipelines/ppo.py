@@ -87,7 +87,7 @@ def run(
         logger.info(
             f"policy ({adapter_args.method}): {describe_parameters(policy)}, context {model_context_length(policy)}"
         )
-    opened.start(method=adapter_args.method, base_model=args.model_name_or_path, datasets=[data_args.dataset])
+    opened.start()
     history = trainer.train(resume_from_checkpoint=opened.checkpoint, plot=run_args.plot)
     # Each step's wall time is batch / its episodes_per_second: the rate holds across resumed sessions.
     seconds = sum(trainer.global_batch_size / step["episodes_per_second"] for step in history)

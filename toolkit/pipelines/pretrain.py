@@ -110,7 +110,7 @@ def run(
             f"{len(blocks['train']):,} training blocks of {data_args.block_size} tokens"
         )
     trainer = build_trainer(model, tokenizer, blocks, training_args)
-    opened.start(datasets=[data_args.dataset])
+    opened.start()
     metrics = train_and_save(trainer, training_args, plot=run_args.plot)
     return training_result(
         trainer, metrics, per_step(training_args, data_args.block_size), HEADLINE, opened.resumed_step

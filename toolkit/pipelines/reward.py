@@ -63,6 +63,6 @@ def run(
         scores = evaluate_reward_model(trainer.model, tokenizer, splits["validation"], max_length=config.max_length)
         return {f"heldout_{name}": value for name, value in scores.items()}
 
-    opened.start(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
+    opened.start()
     metrics = train_and_save(trainer, config, plot=run_args.plot, after_training=held_out)
     return training_result(trainer, metrics, per_step(config), HEADLINE, opened.resumed_step)

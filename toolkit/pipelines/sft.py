@@ -118,7 +118,7 @@ def run(
     )
     trainable, total = parameter_counts(model)
     counts = dict(trainable_parameters=trainable, total_parameters=total)
-    opened.start(method=adapter_args.method, base_model=model_args.model_name_or_path, datasets=[data_args.dataset])
+    opened.start()
     metrics = train_and_save(trainer, config, plot=run_args.plot, extra_metrics=counts)
     if adapter_args.merge_adapter and adapter_args.method == "lora" and opened.main_process:
         merged_dir = Path(config.output_dir) / MERGED_DIR
