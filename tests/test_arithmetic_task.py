@@ -12,13 +12,15 @@ from toolkit.data import load_raw
 from toolkit.evaluation import TASKS, gsm8k_exact_match, score_gsm8k
 from toolkit.pipelines.demo import DemoArguments, load_plan
 from toolkit.pipelines.eval import EvalArguments
-from toolkit.pipelines.reward import load_preference_splits
-from toolkit.rlhf.preferences import arithmetic_pairs_from_samples
-from toolkit.rlhf.prompts import load_prompts
+from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
+from toolkit.rlhf.preferences import pairs_from_samples
+from toolkit.rlhf.prompts import PromptDataArguments, load_prompts
 from toolkit.rlhf.reward_functions import REWARD_FUNCTIONS
 from toolkit.tasks.arithmetic import (
+    arithmetic_preference_pairs,
     corrupt_solution,
     format_prompt,
+    make_arithmetic_dataset,
     verify,
     verify_flexible,
 )
@@ -40,14 +42,14 @@ def test_one_verdict_per_answer_in_every_stage(final_line, correct):
     assert verify_flexible(output, "7")  # the last number is 7 in every form
 
     # SFT data: what the `arithmetic` source teaches is exactly what verify accepts, in the same prompt format.
-    row = load_raw("arithmetic", synthetic_sizes=(4, 2))["train"][0]
+    row = load_raw("arithmetic", synthetic_sizes={"train": 4})["train"][0]
     assert row["prompt"] == format_prompt(row["question"]) and verify(row["completion"], row["final_answer"])
     taught = row["completion"].rsplit("\n", 1)[0] + "\n" + final_line.replace("7", row["final_answer"])
     assert verify(taught, row["final_answer"]) is correct
 
     # Reward pairs: a policy sample is rejected exactly when verify calls it wrong ...
-    problems = datasets.Dataset.from_list([{**PROBLEM, "answer": solution("#### 7")}])
-    pairs = arithmetic_pairs_from_samples(problems, [output, " #### 8"])
+    judge = lambda index, text: verify(text, "7")  # noqa: E731 (as the reward recipe judges the policy's samples)
+    pairs = pairs_from_samples(["Q"], [output, " #### 8"], judge, references=[f" {solution('#### 7')}"])
     assert (output in pairs["rejected"]) is (not correct)
     assert (output in pairs["chosen"]) is correct
     # ... and a corrupted pair can be built from a solution exactly when its final line is one verify reads.
@@ -103,3 +105,26 @@ def test_no_demo_seed_moves_a_test_question_into_training(tmp_path):
                 path = tmp_path / f"{stage.name}.yaml"
                 path.write_text(yaml.safe_dump(stage.config))
                 assert not training_questions(stage.job, ["--config", str(path)]) & TEST_QUESTIONS, stage.name
+
+
+def test_every_job_reads_the_built_in_task_as_one_data_source():
+    """`arithmetic` is one data source (`load_raw`) with a column for each use: every job's reader, fed it as it would
+    be fed a file, sees exactly the task's own problems, pairs and answers."""
+    problems = make_arithmetic_dataset("train", 30, (1, 2))
+    pairs = arithmetic_preference_pairs(30, "train", (1, 2))
+    splits = load_preference_splits(PreferenceDataArguments(num_pairs=30, synthetic_difficulty=[1, 2]), seed=0)
+    read = datasets.concatenate_datasets([splits["train"], splits["validation"]])
+    assert sorted(zip(read["prompt"], read["chosen"], read["rejected"])) == sorted(
+        zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])
+    )
+    prompts = load_prompts(PromptDataArguments(num_prompts=30))  # PPO, GRPO and RLOO, with the reward's gold
+    assert prompts["prompt"] == pairs["prompt"] and prompts["final_answer"] == problems["final_answer"]
+
+    test = make_arithmetic_dataset("test", 25, (1, 2))
+    args = EvalArguments(models=["m"], synthetic_size=25)
+    gsm8k = TASKS["gsm8k"](args).load()
+    assert gsm8k.golds == [{"question": q, "answer": a} for q, a in zip(test["question"], test["answer"])]
+    bleu = TASKS["bleu"](args).load()
+    assert bleu.items == [format_prompt(q) for q in test["question"]] and bleu.golds == test["answer"]
+    texts = [format_prompt(q, a) for q, a in zip(test["question"], test["answer"])]
+    assert TASKS["perplexity"](args).load().items == texts

@@ -269,7 +269,7 @@ def test_empty_data_files(models, tmp_path):
         run_with([models["base"]], tmp_path, perplexity_data=str(empty_text))
     empty_jsonl = tmp_path / "empty.jsonl"
     empty_jsonl.write_text("\n")
-    with pytest.raises(ValueError, match="empty.jsonl holds no examples"):
+    with pytest.raises(ValueError, match="empty.jsonl holds no rows"):
         run_with([models["base"]], tmp_path, tasks=["gsm8k"], gsm8k_data=str(empty_jsonl))
     blank_rows = tmp_path / "blank.jsonl"
     blank_rows.write_text('{"text": ""}\n{"text": ""}\n')

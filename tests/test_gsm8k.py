@@ -113,7 +113,7 @@ def test_loading_from_jsonl_and_dataset(tmp_path):
     assert load_gsm8k(tmp_path / "data.jsonl") == expected
     assert load_gsm8k(Dataset.from_list(rows)) == expected
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
-    with pytest.raises(ValueError, match="empty.jsonl holds no examples"):
+    with pytest.raises(ValueError, match="empty.jsonl holds no rows"):
         load_gsm8k(tmp_path / "empty.jsonl")
     with pytest.raises(ValueError, match=r"lacks the field\(s\) \['answer'\]"):
         load_gsm8k(Dataset.from_list([{"question": "1 + 1?", "solution": "2"}]))

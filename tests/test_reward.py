@@ -18,8 +18,8 @@ from toolkit import GPTConfig, GPTForCausalLM, GPTForSequenceClassification
 from toolkit.generation import generate_completions
 from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
 from toolkit.rlhf.preferences import (
-    arithmetic_policy_pairs,
     load_preference_jsonl,
+    policy_answer_pairs,
     preference_dataset,
     sampled_preference_pairs,
     split_prompt,
@@ -287,18 +287,23 @@ def test_reward_data_adds_the_policys_own_wrong_answers(tmp_path):
     folder = tmp_path / "policy"
     tiny_causal_lm(tokenizer, context=256).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    sampled = arithmetic_policy_pairs(str(folder), num_problems=6, difficulty=1, num_samples=2, show_progress=False)
-    references = arithmetic_preference_pairs(num_pairs=6, difficulty=1)
-    # A random policy answers nothing right: every pair rejects one of its samples against the question's reference.
-    reference = dict(zip(references["prompt"], references["chosen"], strict=True))
-    assert len(sampled) >= 6 and all(row["chosen"] == reference[row["prompt"]] for row in sampled)
     args = PreferenceDataArguments(
         dataset="arithmetic", num_pairs=20, synthetic_difficulty=[1], policy_samples_from=str(folder),
         policy_sample_problems=6, policy_samples_per_problem=2, validation_fraction=0.25,
     )  # fmt: skip
+    sampled = policy_answer_pairs(args, seed=0)
+    # The problems after the 20 pairs; a random policy answers none right, so each of its answers is rejected
+    # against the question's reference solution.
+    references = arithmetic_preference_pairs(num_pairs=26, difficulty=1).select(range(20, 26))
+    reference = dict(zip(references["prompt"], references["chosen"], strict=True))
+    assert len(sampled) >= 6 and all(row["chosen"] == reference[row["prompt"]] for row in sampled)
     splits = load_preference_splits(args, seed=0)
-    assert len(splits["train"]) + len(splits["validation"]) == 20 + len(
-        arithmetic_policy_pairs(str(folder), 6, (1,), 0, num_samples=2, skip_problems=20, show_progress=False)
+    assert len(splits["train"]) + len(splits["validation"]) == 20 + len(sampled)
+
+    # Any source whose rows carry a prompt, a right answer and its final_answer can be sampled: not hh-rlhf pairs.
+    hh_pairs = tmp_path / "pairs.jsonl"
+    hh_pairs.write_text(
+        "".join(json.dumps({"prompt": "Q", "chosen": " a", "rejected": " b"}) + "\n" for _ in range(3))
     )
-    with pytest.raises(ValueError, match="--policy_samples_from needs --dataset arithmetic"):
-        load_preference_splits(PreferenceDataArguments(dataset="pairs.jsonl", policy_samples_from=str(folder)), 0)
+    with pytest.raises(ValueError, match=r"--policy_samples_from .* it lacks \['final_answer'\]"):
+        load_preference_splits(PreferenceDataArguments(dataset=str(hh_pairs), policy_samples_from=str(folder)), 0)

@@ -179,7 +179,7 @@ def test_the_loss_covers_the_completion_and_its_eos_only(base_dir, tmp_path):
     """TRL's completion-only loss: the tiny config's 20 validation problems score each completion character (the
     tokenizer is character level) and the EOS that closes it, never the prompt."""
     metrics = run_sft(base_dir, tmp_path / "count", "--max_steps", "1")
-    validation = load_raw("arithmetic", synthetic_sizes=(200, 20))["validation"]
+    validation = load_raw("arithmetic", synthetic_sizes={"validation": 20})["validation"]
     assert metrics["eval_tokens"] == sum(len(completion) + 1 for completion in validation["completion"])
     assert 0 <= metrics["eval_mean_token_accuracy"] <= 1 and metrics["eval_entropy"] > 0
 

@@ -8,14 +8,15 @@ errors that name the file, line or column at fault.
 import codecs
 import gzip
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import datasets
 from huggingface_hub import HfApi
 
-from ..tasks.arithmetic import arithmetic_splits, with_training_text
+from ..tasks.arithmetic import arithmetic_source
 
-SYNTHETIC_NAME = "arithmetic"
+SYNTHETIC_NAME = "arithmetic"  # the built-in task's name as a data source, the one place a job's data names it
 # WikiText's files end in .raw; any of these may also be gzip-compressed (name.jsonl.gz), as hh-rlhf's are.
 FILE_BUILDERS = {
     ".txt": "text",
@@ -65,10 +66,12 @@ def read_text_file(path: str | Path) -> str:
 def check_jsonl(path: Path) -> None:
     """Parse every line, so a malformed one is reported by file and line instead of deep inside pyarrow."""
     check_utf8(path)
+    rows = 0
     with open_binary(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            rows += 1
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
@@ -77,6 +80,8 @@ def check_jsonl(path: Path) -> None:
                 ) from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}.")
+    if not rows:
+        raise ValueError(f"{path} holds no rows: expected one JSON object per line.")
 
 
 def data_file_paths(path: Path) -> list[Path]:
@@ -117,25 +122,23 @@ def load_raw(
     *,
     config_name: str | None = None,
     text_sample_by: str = "document",
-    synthetic_sizes: tuple[int, int] = (2000, 200),
-    synthetic_difficulty: list[int] | tuple[int, ...] = (1, 2),
+    synthetic_sizes: Mapping[str, int] | None = None,
+    synthetic_difficulty: int | Iterable[int] = (1, 2),
     streaming: bool = False,
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Load `source` as it is: a local file or folder, 'arithmetic', or a Hub dataset id.
 
-    'arithmetic' is the built-in task's first problems of each split (a fixed draw, like a dataset on disk: no
-    training seed changes it), with the columns of `toolkit.tasks.arithmetic.as_prompt_completion`; a split of size 0
-    is left out. With `streaming`, files and Hub datasets are opened with the same builders as iterable datasets,
-    whose rows are read as they are consumed and never stored in datasets' Arrow cache."""
-    if source == SYNTHETIC_NAME and streaming:
-        raise ValueError(
-            f"--dataset {SYNTHETIC_NAME} is generated in memory and cannot be streamed: drop --dataset_streaming."
-        )
+    'arithmetic' is the built-in task (`toolkit.tasks.arithmetic.arithmetic_source`): the first `synthetic_sizes`
+    problems of each split, at `synthetic_difficulty`, with a column for every job's use, so each job reads it by
+    its columns as it reads a file. With `streaming`, files and Hub datasets are opened with the same builders as
+    iterable datasets, whose rows are read as they are consumed and never stored in datasets' Arrow cache."""
     if source == SYNTHETIC_NAME:
-        train_size, validation_size = synthetic_sizes
-        splits = arithmetic_splits(train_size, validation_size, validation_size, tuple(synthetic_difficulty))
-        # Without validation problems (size 0) the run carves its validation rows out of the training ones.
-        return with_training_text(datasets.DatasetDict({name: split for name, split in splits.items() if len(split)}))
+        if streaming:
+            raise ValueError(
+                f"--dataset {SYNTHETIC_NAME} is generated in memory and cannot be streamed: drop --dataset_streaming."
+            )
+        sizes = synthetic_sizes or {"train": 2000, "validation": 200, "test": 200}
+        return arithmetic_source(sizes, synthetic_difficulty)
     path = Path(source).expanduser()
     if path.exists():
         builder, files = _data_files(path)
@@ -144,6 +147,12 @@ def load_raw(
     if data_suffix(Path(source)) in FILE_BUILDERS or source.startswith((".", "/", "~")):
         raise ValueError(f"Data file {source!r} does not exist.")
     return datasets.load_dataset(source, config_name, streaming=streaming)
+
+
+def describe_source(source: str) -> str:
+    """A data source as a model card names it."""
+    builtin = source == SYNTHETIC_NAME
+    return f"{source} (finetune-toolkit's built-in synthetic GSM8K-style problems)" if builtin else source
 
 
 def source_identity(source: str) -> dict:

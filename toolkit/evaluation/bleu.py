@@ -10,19 +10,18 @@ from dataclasses import asdict, dataclass, field
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from ..data import SYNTHETIC_NAME, load_raw, read_text_file, require_columns, require_text
+from ..data import SYNTHETIC_NAME, read_text_file, require_columns, require_text
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
-from ..tasks.arithmetic import with_training_text
 from .gsm8k import LEGACY_STOP_STRINGS
 from .task import (
     Shard,
     Task,
     TaskData,
     TaskResult,
-    arithmetic_examples,
     gathered_outputs,
     generation_records,
     pick_split,
+    task_source,
 )
 
 References = Sequence[str] | Sequence[Sequence[str]]
@@ -187,8 +186,8 @@ class BleuArguments:
     bleu_data: str = field(
         default=SYNTHETIC_NAME,
         metadata={
-            "help": "BLEU prompts: 'arithmetic' (prompt = 'Question: q\\nAnswer:', reference = the worked solution), "
-            "a data file with prompt and reference columns, or, with bleu_reference_files, a text file of prompts."
+            "help": "BLEU prompts: a data file with prompt and reference columns, 'arithmetic' (prompt = 'Question: "
+            "q\\nAnswer:', reference = the worked solution), or, with bleu_reference_files, a text file of prompts."
         },
     )
     bleu_prompt_column: str = field(default="prompt", metadata={"help": "Data file column holding the prompts."})
@@ -234,11 +233,8 @@ class BleuTask(Task):
                         f"has {len(stream)}; they must be aligned line by line."
                     )
             references = [list(segment) for segment in zip(*streams)]
-        elif args.bleu_data == SYNTHETIC_NAME:
-            rows = with_training_text(arithmetic_examples(args, "test", args.synthetic_size))
-            prompts, references = rows["prompt"], rows["answer"]
         else:
-            dataset = pick_split(load_raw(args.bleu_data), None, args.bleu_data)
+            dataset = pick_split(task_source(args, args.bleu_data, "test", args.synthetic_size), None, args.bleu_data)
             require_columns(dataset, [args.bleu_prompt_column, args.bleu_reference_column], args.bleu_data)
             require_text(dataset, [args.bleu_prompt_column], args.bleu_data)
             prompts, references = dataset[args.bleu_prompt_column], dataset[args.bleu_reference_column]

@@ -33,7 +33,7 @@ from ..tasks.arithmetic import (
     verify,
     verify_flexible,
 )
-from .task import Shard, Task, TaskData, TaskResult, arithmetic_examples, gathered_outputs, generation_records
+from .task import Shard, Task, TaskData, TaskResult, gathered_outputs, generation_records, pick_split, task_source
 
 STOP_STRINGS = ("Question:", "</s>", "<|im_end|>")  # the harness's `until`; generation also stops at EOS
 LEGACY_STOP_STRINGS = ("\n\n", "Question:")  # the harness's gsm8k before version 3 (Feb 2024): also a blank line
@@ -52,15 +52,18 @@ def gsm8k_exact_match(outputs: Sequence[str], answers: Sequence[str]) -> dict[st
     return {"strict_match": sum(strict) / len(answers), "flexible_extract": sum(flexible) / len(answers)}
 
 
-def load_gsm8k(source: str | os.PathLike | Dataset | Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    """GSM8K examples as `{"question", "answer"}` dicts, from a JSON Lines file, a `datasets.Dataset` or a list."""
+def load_gsm8k(
+    source: str | os.PathLike | Dataset | Sequence[Mapping[str, str]], where: str | None = None
+) -> list[dict[str, str]]:
+    """GSM8K examples as `{"question", "answer"}` dicts, from a JSON Lines file, a `datasets.Dataset` or a list
+    (`where` names them in errors)."""
     if isinstance(source, (str, os.PathLike)):
         check_jsonl(Path(source))  # a bad line (or encoding) is named by file and line
         lines = Path(source).read_text(encoding="utf-8").split("\n")
         rows = [json.loads(line) for line in lines if line.strip()]
         where = str(source)
     else:
-        rows, where = list(source), type(source).__name__
+        rows, where = list(source), where or type(source).__name__
     if not rows:
         raise ValueError(f"{where} holds no examples: expected one JSON object per line with question and answer.")
     for index, row in enumerate(rows):
@@ -236,11 +239,14 @@ def generation_protocol(num_fewshot: int, seed: int, max_new_tokens: int, stop_s
 class Gsm8kArguments:
     gsm8k_data: str = field(
         default=SYNTHETIC_NAME,
-        metadata={"help": "GSM8K questions: a JSON Lines file with question/answer, or 'arithmetic' (built-in test)."},
+        metadata={
+            "help": "GSM8K questions: a data file (JSON Lines, ...) with question and answer, or 'arithmetic' (the "
+            "built-in test problems)."
+        },
     )
     gsm8k_fewshot_data: str | None = field(
         default=SYNTHETIC_NAME,
-        metadata={"help": "Where exemplars come from: a GSM8K train JSONL, 'arithmetic' (built-in train), or None."},
+        metadata={"help": "Where exemplars come from: a GSM8K train file, 'arithmetic' (built-in train), or None."},
     )
     num_fewshot: int = field(default=5, metadata={"help": "GSM8K exemplars per prompt (5 in the harness)."})
     fewshot_seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the exemplar draw (harness: 1234)."})
@@ -256,11 +262,8 @@ class Gsm8kTask(Task):
     paired_outcomes = {"strict_match": "strict_correct", "flexible_extract": "flexible_correct"}
 
     def examples(self, source: str, split: str, size: int) -> list[dict]:
-        if source == SYNTHETIC_NAME:
-            return load_gsm8k(arithmetic_examples(self.args, split, size))
-        if not Path(source).is_file():
-            raise ValueError(f"GSM8K file {source!r} does not exist: pass a JSON Lines file or 'arithmetic'.")
-        return load_gsm8k(source)
+        raw = task_source(self.args, source, split, size)
+        return load_gsm8k(raw[split] if split in raw else pick_split(raw, None, source), where=source)
 
     def load(self) -> TaskData:
         args = self.args

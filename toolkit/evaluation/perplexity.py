@@ -24,11 +24,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import stopping
-from ..data import SYNTHETIC_NAME, load_raw, read_text_file, require_columns, require_text
+from ..data import SYNTHETIC_NAME, read_text_file, require_columns, require_text
 from ..generation import ModelOrPath, TokenizerOrPath, load_model_and_tokenizer
 from ..loading import model_context_length
-from ..tasks.arithmetic import with_training_text
-from .task import Shard, Task, TaskData, TaskResult, arithmetic_examples, check_gathered, pick_split
+from .task import Shard, Task, TaskData, TaskResult, check_gathered, pick_split, task_source
 
 IGNORE_INDEX = -100
 
@@ -386,14 +385,14 @@ class PerplexityTask(Task):
     def load(self) -> TaskData:
         args = self.args
         source = Path(args.perplexity_data)
-        if args.perplexity_data == SYNTHETIC_NAME:
-            problems = arithmetic_examples(args, "test", args.synthetic_size)
-            texts = with_training_text(problems)["text"]
-        elif source.is_file() and source.suffix not in TABLE_SUFFIXES:
+        if source.is_file() and source.suffix not in TABLE_SUFFIXES:
             texts = text_file_documents(source, args.perplexity_sample_by)
         else:
-            raw = load_raw(
+            raw = task_source(
+                args,
                 args.perplexity_data,
+                "test",
+                args.synthetic_size,
                 config_name=args.perplexity_dataset_config,
                 text_sample_by=args.perplexity_sample_by,
             )

@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 import datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..data import load_raw
 from ..generation import generate_greedy
-from ..tasks.arithmetic import ArithmeticDifficultyArguments, make_arithmetic_dataset
+from ..tasks.arithmetic import ArithmeticDifficultyArguments
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def gathered_outputs(records: list[dict], num_prompts: int) -> list[str]:
 
 @dataclass
 class ArithmeticSourceArguments(ArithmeticDifficultyArguments):
-    """How many of the arithmetic task's problems a task reads when its data is `arithmetic`."""
+    """How many of the built-in task's problems an evaluation task reads when its data is `arithmetic`."""
 
     synthetic_size: int = field(
         default=200, metadata={"help": "'arithmetic': test problems generated (then cut to limit)."}
@@ -153,11 +154,15 @@ class ArithmeticSourceArguments(ArithmeticDifficultyArguments):
     synthetic_fewshot_size: int = field(default=200, metadata={"help": "'arithmetic': exemplar pool (train split)."})
 
 
-def arithmetic_examples(args: ArithmeticSourceArguments, split: str, size: int) -> datasets.Dataset:
-    """The arithmetic task's fixed draw of `size` problems of `split` (its test questions were never trained on), or
-    of `--limit` problems when that asks for more (the draw is the same stream, so the first problems stay)."""
+def task_source(
+    args: ArithmeticSourceArguments, source: str, split: str, size: int, **options
+) -> datasets.DatasetDict:
+    """A task's data as `load_raw` reads it (`options`: its config_name, text_sample_by), the built-in task being its
+    first `size` problems of `split` only (its test questions were never trained on), or `--limit` problems when
+    that asks for more (the draw is the same stream, so the first problems stay)."""
     limit = getattr(args, "limit", None) if split == "test" else None
-    return make_arithmetic_dataset(split, max(size, limit or 0), tuple(args.synthetic_difficulty))
+    sizes = {split: max(size, limit or 0)}
+    return load_raw(source, synthetic_sizes=sizes, synthetic_difficulty=args.synthetic_difficulty, **options)
 
 
 def pick_split(raw: datasets.DatasetDict, split: str | None, source: str) -> datasets.Dataset:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .._compat import HFValidationError, validate_repo_id
-from ..data import SYNTHETIC_NAME
+from ..data import describe_source
 from ..evaluation import TASKS
 from ..jobs import JOBS
 from ..loading import is_peft_adapter
@@ -97,10 +97,6 @@ def is_hub_id(name: str) -> bool:
     except HFValidationError:
         return False
     return True
-
-
-def describe_data(name: str) -> str:
-    return f"{name} (finetune-toolkit's built-in synthetic GSM8K-style problems)" if name == SYNTHETIC_NAME else name
 
 
 def public_name(source: str) -> str:
@@ -317,7 +313,7 @@ def usage_snippet(repo_id: str, revision: str, method: str, run: RunFolder) -> s
 
 
 def default_limitations(method: str, datasets: list[str]) -> str:
-    data = ", ".join(map(describe_data, datasets)) if datasets else "its training run's data"
+    data = ", ".join(map(describe_source, datasets)) if datasets else "its training run's data"
     lines = [
         f"- Trained on {data} only: expect poor output on anything else.",
         "- Small language models make arithmetic and factual errors: check every answer.",
@@ -366,7 +362,7 @@ def build_model_card(args: "PushArguments", run: RunFolder, method: str, curves_
         f"# {name}",
         f"Trained with finetune-toolkit by {description}.",
         f"- **Method:** `{method}`\n- **Base model:** {base_text}\n"
-        f"- **Training data:** {', '.join(map(describe_data, datasets)) if datasets else 'not recorded'}",
+        f"- **Training data:** {', '.join(map(describe_source, datasets)) if datasets else 'not recorded'}",
         "## How to use",
         usage_snippet(args.repo_id, args.revision, method, run),
     ]

@@ -9,10 +9,10 @@ from .ppo.ppo_core import AdaptiveKLController, FixedKLController
 from .ppo.ppo_trainer import PPOTrainer
 from .ppo.rollout import Rollout, left_pad, response_logprobs, truncate_after_eos
 from .preferences import (
-    arithmetic_policy_pairs,
     load_preference_jsonl,
     load_preference_pairs,
     pairs_from_samples,
+    policy_answer_pairs,
     preference_dataset,
     sampled_preference_pairs,
 )
@@ -47,13 +47,13 @@ __all__ = [
     "sequence_scores",
     "AdaptiveKLController",
     "FixedKLController",
-    "arithmetic_policy_pairs",
     "evaluate_reward_model",
     "load_preference_jsonl",
     "load_preference_pairs",
     "load_reward_model",
     "make_reward_trainer",
     "pairs_from_samples",
+    "policy_answer_pairs",
     "preference_dataset",
     "reward_model_from_causal_lm",
     "reward_scores",

@@ -5,7 +5,7 @@ import gzip
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,14 +14,7 @@ import torch
 
 from ..data import SYNTHETIC_NAME, load_raw
 from ..generation import ModelOrPath, TokenizerOrPath, generate_completions
-from ..tasks.arithmetic import (
-    DIFFICULTIES,
-    ArithmeticDifficultyArguments,
-    arithmetic_preference_pairs,
-    format_prompt,
-    make_arithmetic_dataset,
-    verify,
-)
+from ..tasks.arithmetic import ArithmeticDifficultyArguments, verify
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +55,8 @@ def split_prompt(chosen: str, rejected: str, marker: str = HH_ASSISTANT_MARKER) 
 
 def preference_dataset(rows: Sequence[dict], source: str = "row", explicit_prompt: bool = False) -> datasets.Dataset:
     """A validated `datasets.Dataset` with `chosen`/`rejected` columns, plus `prompt` when the rows have one or when
-    `explicit_prompt` splits hh-rlhf-style dialogues (`split_prompt`). Errors name `source` and the row index."""
+    `explicit_prompt` splits hh-rlhf-style dialogues (`split_prompt`), and `final_answer` (the gold of an exact-match
+    reward) when every row has one. Errors name `source` and the row index."""
     for index, row in enumerate(rows):
         validate_preference_row(row, f"{source} {index}")
     with_prompt = explicit_prompt or any("prompt" in row for row in rows)
@@ -75,6 +69,8 @@ def preference_dataset(rows: Sequence[dict], source: str = "row", explicit_promp
             columns["prompt"].append(prompt)
         columns["chosen"].append(chosen)
         columns["rejected"].append(rejected)
+    if rows and all(row.get("final_answer") is not None for row in rows):
+        columns["final_answer"] = [str(row["final_answer"]) for row in rows]
     return datasets.Dataset.from_dict(columns)
 
 
@@ -103,16 +99,23 @@ def load_preference_jsonl(path: str | Path, explicit_prompt: bool = False) -> da
 
 
 def load_preference_pairs(
-    source: str, config_name: str | None = None, explicit_prompt: bool = False
+    source: str, config_name: str | None = None, explicit_prompt: bool = False, **synthetic
 ) -> datasets.Dataset:
     """Preference pairs from a JSONL(.gz) file (line numbers in errors), another local file (.json, .csv,
-    .parquet) or a Hub dataset such as `Anthropic/hh-rlhf` (its train split); every row is checked as a pair."""
+    .parquet), a Hub dataset such as `Anthropic/hh-rlhf` or the built-in task (`synthetic`: `load_raw`'s
+    `synthetic_sizes` and `synthetic_difficulty`), its train split; every row is checked as a pair."""
     if source.endswith((".jsonl", ".jsonl.gz")):
         return load_preference_jsonl(source, explicit_prompt=explicit_prompt)
-    raw = load_raw(source, config_name=config_name)
+    return preference_dataset(
+        training_rows(source, config_name, **synthetic).to_list(), source=source, explicit_prompt=explicit_prompt
+    )
+
+
+def training_rows(source: str, config_name: str | None = None, **synthetic) -> datasets.Dataset:
+    raw = load_raw(source, config_name=config_name, **synthetic)
     if "train" not in raw:
         raise ValueError(f"{source} has no 'train' split (it has {list(raw)}).")
-    return preference_dataset(raw["train"].to_list(), source=source, explicit_prompt=explicit_prompt)
+    return raw["train"]
 
 
 def sample_completions(
@@ -206,43 +209,6 @@ def pairs_from_samples(
     return datasets.Dataset.from_list(rows, features=columns)
 
 
-def arithmetic_pairs_from_samples(
-    problems: datasets.Dataset, completions: Sequence[str], seed: int = 0
-) -> datasets.Dataset:
-    """`pairs_from_samples` for arithmetic problems (`make_arithmetic_dataset` rows): prompts in the task's format,
-    completions judged by the task's `verify`, the reference solution standing in when no sample is right."""
-    answers = problems["final_answer"]
-    return pairs_from_samples(
-        [format_prompt(question) for question in problems["question"]],
-        completions,
-        lambda index, text: verify(text, answers[index]),
-        references=[f" {answer}" for answer in problems["answer"]],
-        seed=seed,
-    )
-
-
-def arithmetic_policy_pairs(
-    policy: ModelOrPath,
-    num_problems: int = 2000,
-    difficulty: int | Iterable[int] = DIFFICULTIES,
-    seed: int = 0,
-    num_samples: int = 4,
-    temperature: float = 1.0,
-    skip_problems: int = 0,
-    show_progress: bool = True,
-) -> datasets.Dataset:
-    """Pairs from the policy's own answers to training problems of the arithmetic task (`sample_completions`, then
-    `arithmetic_pairs_from_samples`). `skip_problems` starts after the problems another set of pairs already uses.
-    `seed` seeds the sampling; the problems are the task's fixed draw."""
-    problems = make_arithmetic_dataset("train", skip_problems + num_problems, difficulty)
-    problems = problems.select(range(skip_problems, skip_problems + num_problems))
-    prompts = [format_prompt(question) for question in problems["question"]]
-    completions = sample_completions(
-        policy, None, prompts, num_samples=num_samples, temperature=temperature, seed=seed, show_progress=show_progress
-    )
-    return arithmetic_pairs_from_samples(problems, completions, seed)
-
-
 @dataclass
 class PreferenceDataArguments(ArithmeticDifficultyArguments):
     dataset: str = field(
@@ -260,9 +226,10 @@ class PreferenceDataArguments(ArithmeticDifficultyArguments):
     policy_samples_from: str | None = field(
         default=None,
         metadata={
-            "help": "'arithmetic': also pair the answers this policy (a model or adapter folder) samples itself: "
-            "each wrong answer is rejected against a right one to the same question (exact match judges), so the "
-            "reward model learns the mistakes PPO will make."
+            "help": "Also pair the answers this policy (a model or adapter folder) samples itself to the source's "
+            "problems after its first --num_pairs ('arithmetic' generates them): each wrong answer is rejected "
+            "against a right one to the same question (exact match on final_answer judges), so the reward model "
+            "learns the mistakes PPO will make."
         },
     )
     policy_sample_problems: int = field(default=2000, metadata={"help": "Problems the policy answers."})
@@ -273,32 +240,21 @@ class PreferenceDataArguments(ArithmeticDifficultyArguments):
 
 
 def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets.DatasetDict:
-    """Training and held-out preference pairs. The pairs and the held-out share are fixed (the arithmetic task's
+    """Training and held-out preference pairs. The pairs and the held-out share are fixed (the built-in task's
     fixed draw, a seed-0 split), so a run's training `seed` changes only how the policy's answers are sampled."""
-    if args.policy_samples_from is not None and args.dataset != SYNTHETIC_NAME:
-        raise ValueError(
-            f"--policy_samples_from needs --dataset {SYNTHETIC_NAME} (its answers are judged by exact match); "
-            f"got --dataset {args.dataset}."
+    pairs = load_preference_pairs(
+        args.dataset,
+        args.dataset_config,
+        args.explicit_prompt,
+        synthetic_sizes={"train": args.num_pairs},
+        synthetic_difficulty=args.synthetic_difficulty,
+    )
+    if args.policy_samples_from is not None:
+        sampled = policy_answer_pairs(args, seed)
+        logger.info("%d pairs from %s's own answers, %d others", len(sampled), args.policy_samples_from, len(pairs))
+        pairs = (
+            datasets.concatenate_datasets([pairs.select_columns(sampled.column_names), sampled]) if pairs else sampled
         )
-    if args.dataset == SYNTHETIC_NAME:
-        difficulty = tuple(args.synthetic_difficulty)
-        pairs = arithmetic_preference_pairs(args.num_pairs, "train", difficulty)
-        if args.policy_samples_from is not None:
-            sampled = arithmetic_policy_pairs(
-                args.policy_samples_from,
-                args.policy_sample_problems,
-                difficulty,
-                seed=seed,
-                num_samples=args.policy_samples_per_problem,
-                temperature=args.policy_sample_temperature,
-                skip_problems=args.num_pairs,
-            )
-            logger.info(
-                "%d pairs from %s's own answers, %d corrupted ones", len(sampled), args.policy_samples_from, len(pairs)
-            )
-            pairs = datasets.concatenate_datasets([pairs.remove_columns("final_answer"), sampled])
-    else:
-        pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=args.explicit_prompt)
     held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=0)
     train = held_out["train"]
     # Capped after the split, so the held-out pairs are the same with or without the cap.
@@ -307,12 +263,40 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
     return datasets.DatasetDict(train=train, validation=held_out["test"])
 
 
+def policy_answer_pairs(args: PreferenceDataArguments, seed: int) -> datasets.Dataset:
+    """`--policy_samples_from`: the policy's own answers to the source's problems after the first `num_pairs` (rows
+    with a `prompt`, a right answer as `chosen`, its `final_answer`), paired by `sampled_preference_pairs` with exact
+    match as the judge and the row's own answer standing in when no sample is right."""
+    first, count = args.num_pairs, args.policy_sample_problems
+    sizes, difficulty = {"train": first + count}, args.synthetic_difficulty
+    rows = training_rows(args.dataset, args.dataset_config, synthetic_sizes=sizes, synthetic_difficulty=difficulty)
+    missing = [column for column in ("prompt", "chosen", "final_answer") if column not in rows.column_names]
+    if missing or len(rows) <= first:
+        found = f"it lacks {missing}" if missing else f"it has {len(rows)} rows"
+        raise ValueError(
+            f"--policy_samples_from answers {args.dataset}'s problems after the first {first} (--num_pairs), judged "
+            f"by their final_answer; {found}. Pass --dataset {SYNTHETIC_NAME}, which generates them, or rows with "
+            "prompt, chosen and final_answer."
+        )
+    problems = rows.select(range(first, min(len(rows), first + count)))
+    answers = problems["final_answer"]
+    return sampled_preference_pairs(
+        args.policy_samples_from,
+        None,
+        problems["prompt"],
+        lambda index, text: verify(text, answers[index]),
+        num_samples=args.policy_samples_per_problem,
+        temperature=args.policy_sample_temperature,
+        references=problems["chosen"],
+        seed=seed,
+    )
+
+
 __all__ = [
     "PreferenceDataArguments",
     "load_preference_splits",
     "HH_ASSISTANT_MARKER",
-    "arithmetic_pairs_from_samples",
-    "arithmetic_policy_pairs",
+    "policy_answer_pairs",
     "load_preference_jsonl",
     "pairs_from_samples",
     "preference_dataset",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import datasets
 
 from ..data import SYNTHETIC_NAME
-from ..tasks.arithmetic import ArithmeticDifficultyArguments, format_prompt, make_arithmetic_dataset
+from ..tasks.arithmetic import ArithmeticDifficultyArguments
 from .preferences import load_preference_pairs
 
 
@@ -24,17 +24,18 @@ class PromptDataArguments(ArithmeticDifficultyArguments):
 
 
 def load_prompts(args: PromptDataArguments) -> datasets.Dataset:
-    """A `prompt` column (plus `final_answer` for arithmetic, which the exact-match reward reads)."""
-    if args.dataset == SYNTHETIC_NAME:
-        problems = make_arithmetic_dataset("train", args.num_prompts, tuple(args.synthetic_difficulty))
-        return datasets.Dataset.from_dict(
-            {
-                "prompt": [format_prompt(question) for question in problems["question"]],
-                "final_answer": problems["final_answer"],
-            }
-        )
-    pairs = load_preference_pairs(args.dataset, args.dataset_config, explicit_prompt=True)
-    prompts = pairs.filter(lambda row: bool(row["prompt"])).select_columns(["prompt"])
+    """The first `num_prompts` non-empty prompts of the source's pairs (hh-rlhf dialogues split at their last
+    assistant turn), with `final_answer` when the source has one (the built-in task: the exact-match reward's gold)."""
+    pairs = load_preference_pairs(
+        args.dataset,
+        args.dataset_config,
+        explicit_prompt=True,
+        synthetic_sizes={"train": args.num_prompts},
+        synthetic_difficulty=args.synthetic_difficulty,
+    )
+    prompts = pairs.filter(lambda row: bool(row["prompt"])).select_columns(
+        [column for column in ("prompt", "final_answer") if column in pairs.column_names]
+    )
     return prompts.select(range(min(len(prompts), args.num_prompts)))
 
 

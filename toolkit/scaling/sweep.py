@@ -14,6 +14,7 @@ from transformers import TrainingArguments, default_data_collator, set_seed
 
 from ..data import load_raw, pack_for_language_modeling, require_columns, train_validation_splits
 from ..plotting import save_figure
+from ..tasks.arithmetic import ArithmeticSizeArguments
 from ..training import PretrainModelArguments, ToolkitTrainer, build_model, build_tokenizer, train_and_save
 from .estimate import GPTShape, gpt_parameter_counts, training_flops_with_attention
 
@@ -50,7 +51,7 @@ def fit_power_law(num_parameters: list[float], losses: list[float]) -> PowerLawF
 
 
 @dataclass
-class SweepArguments:
+class SweepArguments(ArithmeticSizeArguments):
     """Train several shapes on one corpus and fit the loss power law L(N)."""
 
     dataset: str = field(
@@ -76,8 +77,6 @@ class SweepArguments:
         metadata={"help": "Peak learning rate (warm-up over the first tenth of the steps, then cosine decay)."},
     )
     eval_batch_size: int = field(default=64, metadata={"help": "Sequences per evaluation step."})
-    synthetic_train_size: int = field(default=2000, metadata={"help": "'arithmetic': training problems."})
-    synthetic_validation_size: int = field(default=200, metadata={"help": "'arithmetic': validation problems."})
     output_dir: str = field(default="outputs/scaling-sweep", metadata={"help": "Models, points, fit and plot."})
     use_cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is available."})
     seed: int = field(default=0, metadata={"help": "Seed for weights and batch order (the data split is fixed)."})
@@ -120,7 +119,8 @@ def run_sweep(args: SweepArguments) -> dict:
     raw = load_raw(
         args.dataset,
         text_sample_by=args.text_sample_by,
-        synthetic_sizes=(args.synthetic_train_size, args.synthetic_validation_size),
+        synthetic_sizes=args.synthetic_sizes(),
+        synthetic_difficulty=args.synthetic_difficulty,
     )
     splits = train_validation_splits(raw, validation_fraction=args.validation_fraction)
     for split in splits.values():

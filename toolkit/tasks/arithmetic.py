@@ -1,7 +1,8 @@
 """The arithmetic task: GSM8K-style word problems, their prompt, their splits and the one answer checker.
 
-Every stage that reads or writes these problems goes through this module: SFT data (the `arithmetic` data source),
-reward pairs (corrupted and policy-sampled), PPO's exact-match reward, the GSM8K-style metric and `toolkit eval`.
+Every stage that reads or writes these problems goes through this module: `arithmetic_source` is the `arithmetic`
+data source every job reads (training text, preference pairs, prompts with their gold, evaluation problems), and
+`verify` judges PPO's exact-match reward, the policy-sampled pairs, the GSM8K-style metric and `toolkit eval`.
 
 - **Problems.** Difficulty d means exactly d calculation steps (1 = one operation on small numbers, 3 = three steps
   with multiplication and exact division). A solution is GSM8K's: one line per calculation with a `<<48/2=24>>`
@@ -95,12 +96,6 @@ TRAINING_TEXT_COLUMNS = ("prompt", "completion", "text", "document")
 def _training_text_columns(batch: Mapping[str, list]) -> dict[str, list[str]]:
     rows = [as_prompt_completion({"question": q, "answer": a}) for q, a in zip(batch["question"], batch["answer"])]
     return {name: [row[name] for row in rows] for name in TRAINING_TEXT_COLUMNS}
-
-
-def with_training_text(problems):
-    """A `datasets.Dataset` (or DatasetDict) of problems with the columns of `as_prompt_completion` added, a batch at
-    a time: mapped a row at a time, datasets' per-row overhead cost 2 s for 40000 problems."""
-    return problems.map(_training_text_columns, batched=True, batch_size=10_000)
 
 
 # ---- checking ------------------------------------------------------------------------------------------------------
@@ -300,6 +295,13 @@ def corrupt_solution(answer_text: str, rng: random.Random) -> str:
     return STRICT_PATTERN.sub(f"#### {int(float(gold)) + rng.randint(1, 9)}", answer_text, count=1)
 
 
+def rejected_solutions(answers: Iterable[str], seed: int = 0) -> list[str]:
+    """The rejected side of each problem's preference pair: its solution with one wrong calculation, as a
+    completion (one seeded stream, so the first N problems get the same ones whatever N)."""
+    rng = random.Random(seed)
+    return [f" {corrupt_solution(answer, rng)}" for answer in answers]
+
+
 def arithmetic_preference_pairs(
     num_pairs: int = 1000,
     split: str = "train",
@@ -312,28 +314,69 @@ def arithmetic_preference_pairs(
     Columns: `prompt` (`format_prompt`), `chosen` and `rejected` (completions), `final_answer`.
     """
     problems = make_arithmetic_dataset(split=split, num_examples=num_pairs, difficulty=difficulty, seed=seed)
-    rng = random.Random(seed)
     return datasets.Dataset.from_dict(
         {
             "prompt": [format_prompt(question) for question in problems["question"]],
             "chosen": [f" {answer}" for answer in problems["answer"]],
-            "rejected": [f" {corrupt_solution(answer, rng)}" for answer in problems["answer"]],
+            "rejected": rejected_solutions(problems["answer"], seed),
             "final_answer": problems["final_answer"],
         }
     )
 
 
+# ---- the task as a data source -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArithmeticSizeArguments(ArithmeticDifficultyArguments):
+    """How many problems a training job reads when its data is the task (`--dataset arithmetic`)."""
+
+    synthetic_train_size: int = field(default=2000, metadata={"help": "'arithmetic': training problems."})
+    synthetic_validation_size: int = field(
+        default=200, metadata={"help": "'arithmetic': validation problems (and as many test problems)."}
+    )
+
+    def synthetic_sizes(self) -> dict[str, int]:
+        """The splits to draw; without validation problems the run carves its validation rows out of training."""
+        validation = self.synthetic_validation_size
+        return {
+            "train": self.synthetic_train_size,
+            **({"validation": validation, "test": validation} if validation else {}),
+        }
+
+
+def arithmetic_source(
+    sizes: Mapping[str, int], difficulty: int | Iterable[int] = DIFFICULTIES
+) -> datasets.DatasetDict:
+    """The task as a dataset, as every job reads `--dataset arithmetic`: the first `sizes[split]` problems of each
+    split named (seed 0: a fixed draw, like a dataset on disk), with a column for each use.
+
+    - `question`, `answer` (the worked solution), `final_answer`, `difficulty`: GSM8K's columns, for evaluation, and
+      `reference` (the worked solution again), BLEU's;
+    - `prompt`, `completion`, `text`, `document` (`as_prompt_completion`): SFT and pretraining; `prompt` and
+      `final_answer` are also the prompts online RL samples from and the exact-match reward's gold;
+    - `chosen` (the solution) and `rejected` (`rejected_solutions`): a preference pair, for reward models and DPO.
+    """
+    views = {}
+    for name, problems in _generate(dict(sizes), difficulty, 0, True).items():
+        columns, answers = problems.to_dict(), problems["answer"]
+        columns.update(_training_text_columns(columns), reference=answers, rejected=rejected_solutions(answers))
+        views[name] = datasets.Dataset.from_dict({**columns, "chosen": columns["completion"]})
+    return datasets.DatasetDict(views)
+
+
 __all__ = [
     "ArithmeticDifficultyArguments",
+    "ArithmeticSizeArguments",
     "check_difficulty",
     "DIFFICULTIES",
     "INVALID",
     "PROMPT_TEMPLATE",
     "SPLIT_FRACTIONS",
     "arithmetic_preference_pairs",
+    "arithmetic_source",
     "arithmetic_splits",
     "as_prompt_completion",
-    "with_training_text",
     "corrupt_solution",
     "extract_flexible",
     "extract_strict",
@@ -341,6 +384,7 @@ __all__ = [
     "gold_answer",
     "make_arithmetic_dataset",
     "normalize_answer",
+    "rejected_solutions",
     "split_of",
     "verify",
     "verify_flexible",

@@ -6,7 +6,7 @@ a setting those already have keeps their name (SFT's sequence length is `max_len
 
 from dataclasses import dataclass, field
 
-from ..tasks.arithmetic import ArithmeticDifficultyArguments
+from ..tasks.arithmetic import ArithmeticSizeArguments
 
 BLOCK_SAMPLING = ("strided", "random")  # --block_sampling: blocks every --block_stride tokens, or nanoGPT's offsets
 
@@ -64,7 +64,7 @@ class PretrainModelArguments(ModelArguments):
 
 
 @dataclass
-class DataArguments(ArithmeticDifficultyArguments):
+class DataArguments(ArithmeticSizeArguments):
     dataset: str = field(
         default="arithmetic",
         metadata={
@@ -94,8 +94,6 @@ class DataArguments(ArithmeticDifficultyArguments):
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep at most this many validation rows."})
-    synthetic_train_size: int = field(default=2000, metadata={"help": "'arithmetic': number of training problems."})
-    synthetic_validation_size: int = field(default=200, metadata={"help": "'arithmetic': validation problems."})
 
     def __post_init__(self):
         super().__post_init__()

@@ -33,7 +33,7 @@ def load_training_splits(args: DataArguments) -> datasets.DatasetDict:
         args.dataset,
         config_name=args.dataset_config,
         text_sample_by=args.text_sample_by,
-        synthetic_sizes=(args.synthetic_train_size, args.synthetic_validation_size),
+        synthetic_sizes=args.synthetic_sizes(),
         synthetic_difficulty=args.synthetic_difficulty,
     )
     columns = [c for c in (args.prompt_column, args.completion_column) if c] or [args.text_column]
