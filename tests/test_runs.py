@@ -146,10 +146,35 @@ def test_overwrite_starts_a_fresh_run_and_latest_cannot_resume_the_old_one(tmp_p
         prepare_output_dir(tmp_path, overwrite=False)
     assert (tmp_path / "checkpoint-2000").is_dir()
     prepare_output_dir(tmp_path, overwrite=True)
-    assert "removing the old run's checkpoint-2000" in caplog.text
+    assert "removing the old run in" in caplog.text and "checkpoint-2000" in caplog.text
     assert not (tmp_path / "checkpoint-2000").exists()
     with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
         resolve_checkpoint("latest", tmp_path)
+
+
+def test_overwrite_leaves_no_file_of_the_old_run_and_follows_no_link(tmp_path):
+    """A LoRA run overwritten by a full run kept its adapter files, which eval then loaded as the new model."""
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the run's")
+    end_run(run, start_run(run, "sft", method="lora"), "finished")
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (run / name).write_text("{}")
+    (run / "policy").mkdir()
+    (run / "policy" / "model.safetensors").write_text("")
+    (run / "notes.json").symlink_to(outside / "keep.txt")
+    (run / "linked").symlink_to(outside)
+    prepare_output_dir(run, overwrite=True)
+    assert sorted(path.name for path in run.iterdir()) == []
+    assert (outside / "keep.txt").read_text() == "not the run's"
+
+
+def test_overwrite_refuses_to_empty_a_repository_or_the_working_directory(tmp_path, monkeypatch):
+    end_run(tmp_path, start_run(tmp_path, "sft"), "finished")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="holds the working directory or a git repository"):
+        prepare_output_dir(".", overwrite=True)
+    assert (tmp_path / "run.json").exists()
 
 
 def test_an_output_dir_that_is_a_file_is_refused(tmp_path):

@@ -193,3 +193,13 @@ def test_full_fine_tuning_from_a_lora_folder_trains_every_weight(base_dir, tmp_p
     merged = load_causal_lm(str(tmp_path / "lora")).merge_and_unload().state_dict()
     trained = load_file(tmp_path / "full" / "model.safetensors")
     assert all(not torch.equal(trained[name], merged[name]) for name in trained)
+
+
+def test_a_full_run_overwriting_a_lora_run_leaves_no_adapter_behind(base_dir, tmp_path):
+    """The LoRA run's adapter files outlived the overwrite, so eval loaded the old adapter as the full run's model."""
+    folder = tmp_path / "run"
+    run_sft(base_dir, folder, "--method", "lora", "--max_steps", "1")
+    assert (folder / "adapter_config.json").exists()
+    run_sft(base_dir, folder, "--method", "full", "--max_steps", "1", "--overwrite_output_dir", "true")
+    assert not list(folder.glob("adapter_*"))
+    assert not isinstance(load_causal_lm(str(folder)), PeftModel)

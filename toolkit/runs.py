@@ -223,7 +223,8 @@ def prepare_output_dir(
     """Check the run folder before any work and return the checkpoint to resume from (None: a fresh run).
 
     A folder that holds another run is refused unless told to resume it or to overwrite it; an overwritten run
-    starts fresh: the main process removes its old checkpoints first (so `latest` can never resume them). Resuming
+    starts fresh: the main process empties the folder first (`clear_run_folder`), so no file of the old run (an
+    adapter, a checkpoint `latest` would resume, a PPO `policy/`) is read or pushed as the new run's. Resuming
     resolves `latest` (`resolve_checkpoint`) and refuses a checkpoint that ends its run (`max_steps` > its step
     trains on). Every process checks; only `main_process` removes or writes."""
     folder = Path(output_dir)
@@ -242,15 +243,30 @@ def prepare_output_dir(
                 "Pick another --output_dir, resume it with --resume_from_checkpoint latest, "
                 "or pass --overwrite_output_dir true to replace it."
             )
-        old = checkpoints(folder)
-        if overwrite and old and main_process:
-            names = ", ".join(path.name for path in old)
-            logger.warning("--overwrite_output_dir: removing the old run's %s in %s", names, folder)
-            for path in old:
-                shutil.rmtree(path)
+        if found and main_process:
+            clear_run_folder(folder)
     if main_process:
         check_writable(folder)
     return checkpoint
+
+
+def clear_run_folder(folder: Path) -> None:
+    """Remove everything in a run folder that --overwrite_output_dir replaces. Links are removed, never followed;
+    a folder holding the working directory or a git repository is refused, as it cannot be a run's alone."""
+    if Path.cwd().resolve().is_relative_to(folder.resolve()) or (folder / ".git").exists():
+        raise ValueError(
+            f"--overwrite_output_dir would empty {folder}, which holds the working directory or a git repository. "
+            "Give each run a folder of its own (--output_dir outputs/<name>)."
+        )
+    entries = sorted(folder.iterdir())
+    logger.warning(
+        "--overwrite_output_dir: removing the old run in %s (%s)", folder, ", ".join(p.name for p in entries[:6])
+    )
+    for path in entries:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def refuse_finished(checkpoint: str, max_steps: int) -> None:
