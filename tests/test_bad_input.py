@@ -7,7 +7,9 @@ from huggingface_hub import constants as hub_constants
 
 from recipes_loader import REPO, load_recipe
 from toolkit.hub import push_folder
+from toolkit.loading import load_causal_lm
 from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
+from toolkit.rlhf.reward_model import load_reward_model
 
 CONFIGS = REPO / "recipes/configs"
 pretrain, sft, evaluation = (load_recipe(name) for name in ("pretrain", "sft", "eval"))
@@ -137,3 +139,18 @@ def test_eval_guards_its_output(tmp_path):
     with pytest.raises(ValueError, match="already holds a run .*--overwrite_output_dir true"):
         evaluation.main(["--models", "gpt2-stand-in", "--output_dir", str(tmp_path)])
     assert (tmp_path / "results.json").read_text() == "{}"
+
+
+def test_a_folders_own_model_code_never_runs_on_a_yes_at_a_prompt(tmp_path, monkeypatch):
+    """Without --trust_remote_code true the loaders refuse a folder's code outright: transformers would ask on a
+    terminal (trust_remote_code=None) and a "y" there ran the code anyway."""
+    ran = tmp_path / "ran"
+    (tmp_path / "configuration_planted.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    config = {"model_type": "planted", "auto_map": {"AutoConfig": "configuration_planted.PlantedConfig"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr("builtins.input", lambda *args: "y")
+    monkeypatch.setattr("transformers.dynamic_module_utils.TIME_OUT_REMOTE_CODE", 15)
+    for load in (load_causal_lm, load_reward_model):
+        with pytest.raises(ValueError, match="custom code|trust_remote_code"):
+            load(str(tmp_path))
+    assert not ran.exists()

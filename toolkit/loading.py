@@ -22,6 +22,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 def load_tokenizer(name_or_path: str, *, pad_with_eos: bool = False, **kwargs) -> PreTrainedTokenizerBase:
     """`AutoTokenizer.from_pretrained` with an error that says what is missing; a PEFT adapter folder falls back
     to its base model's tokenizer. `pad_with_eos`: a tokenizer without a pad token (GPT-2's) pads with EOS."""
+    kwargs.setdefault("trust_remote_code", False)  # refuse a folder's code, never ask on the terminal
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError, TypeError) as error:
@@ -41,7 +42,9 @@ def load_tokenizer(name_or_path: str, *, pad_with_eos: bool = False, **kwargs) -
 def load_causal_lm(
     name_or_path: str, *, dtype: str | torch.dtype = "auto", device: str = "auto", **kwargs
 ) -> PreTrainedModel:
-    """A causal LM in eval mode: a full model (ours, GPT-2, any Hub model) or a PEFT adapter on its base."""
+    """A causal LM in eval mode: a full model (ours, GPT-2, any Hub model) or a PEFT adapter on its base. A folder's
+    own model code runs only with `trust_remote_code=True` (transformers would otherwise ask on a terminal)."""
+    kwargs.setdefault("trust_remote_code", False)
     if not is_peft_adapter(name_or_path) and Path(name_or_path).exists() and not Path(name_or_path).is_dir():
         raise ValueError(f"{name_or_path!r} is a file; pass the folder that holds config.json and the weights.")
     if is_peft_adapter(name_or_path):

@@ -171,7 +171,7 @@ def load_gpt2_tokenizer(
         kwargs.setdefault("model_max_length", GPT2_CONTEXT_LENGTH)
         tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges, **kwargs)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, **{"trust_remote_code": False, **kwargs})
 
     if pad_token is None:
         pad_token = tokenizer.pad_token or EOS_TOKEN

@@ -233,7 +233,7 @@ def stage_upload(args: PushArguments, folder: Path, token: str | None = None) ->
     if left_out:
         logger.info("Not uploaded from %s: %s", run.model_dir, ", ".join(left_out))
     if args.tokenizer_path is not None:
-        AutoTokenizer.from_pretrained(args.tokenizer_path).save_pretrained(folder)
+        AutoTokenizer.from_pretrained(args.tokenizer_path, trust_remote_code=False).save_pretrained(folder)
     if run.is_adapter and args.base_model and is_hub_id(args.base_model):
         adapter = read_json(folder / "adapter_config.json")
         write_json(folder / "adapter_config.json", {**adapter, "base_model_name_or_path": args.base_model})

@@ -48,6 +48,7 @@ def reward_model_from_causal_lm(
         model = AutoModelForSequenceClassification.from_config(config)
         model.base_model.load_state_dict(causal_lm.base_model.state_dict())
     else:
+        from_pretrained_kwargs.setdefault("trust_remote_code", False)
         model = AutoModelForSequenceClassification.from_pretrained(causal_lm, num_labels=1, **from_pretrained_kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
     init_reward_head(model)
@@ -58,6 +59,7 @@ def reward_model_from_causal_lm(
 def load_reward_model(path: str | Path, **from_pretrained_kwargs) -> PreTrainedModel:
     """A trained reward model in eval mode with dropout off: a full model folder, or a PEFT adapter folder (merged
     into its base, so PPO can copy it as the value model)."""
+    from_pretrained_kwargs.setdefault("trust_remote_code", False)
     if (Path(path) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForSequenceClassification
 
