@@ -181,3 +181,20 @@ def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file"):
         prepare_output_dir(tmp_path / "file", overwrite=True)
+
+
+def test_resuming_another_runs_checkpoint_into_a_finished_run_is_refused_unless_overwritten(tmp_path):
+    """prepare_output_dir skipped its check whenever a checkpoint was given, so a finished run was overwritten."""
+    source, finished = tmp_path / "source", tmp_path / "finished"
+    old = checkpoint(source, 4)
+    end_run(finished, start_run(finished, "pretrain"), "finished")
+    (finished / "model.safetensors").write_text("the finished run's model")
+    with pytest.raises(ValueError, match=r"already holds a run .* with a run resumed from .*checkpoint-4"):
+        prepare_output_dir(finished, overwrite=False, resume_from_checkpoint=str(old))
+    assert (finished / "model.safetensors").read_text() == "the finished run's model"
+    assert prepare_output_dir(finished, overwrite=True, resume_from_checkpoint=str(old)) == str(old)
+    assert not (finished / "model.safetensors").exists()
+    # A run's own checkpoint continues it in place, and an empty folder takes another run's checkpoint.
+    own = checkpoint(finished, 2)
+    assert prepare_output_dir(finished, overwrite=False, resume_from_checkpoint="latest") == str(own)
+    assert prepare_output_dir(tmp_path / "new", overwrite=False, resume_from_checkpoint=str(old)) == str(old)

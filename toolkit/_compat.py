@@ -69,9 +69,10 @@ def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def generate_after_soft_prompt(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs) -> torch.Tensor:
-    """PEFT 0.21 with transformers 5.24: a prompt-tuned model's own `generate` looks for the cache under its pre-5.x
-    name and re-inserts the soft prompt at every step (peft#2379), emitting wrong tokens. Here the soft prompt is
-    prepended as embeddings and the base model generates from `inputs_embeds`; returns the new tokens (B, new)."""
+    """PEFT 0.21 and 0.22 with transformers 5.24 and 5.25: a prompt-tuned model's own `generate` looks for the cache
+    under its pre-5.x name and re-inserts the soft prompt at every step (peft#2379), emitting wrong tokens. Here the
+    soft prompt is prepended as embeddings and the base model generates from `inputs_embeds`;
+    returns the new tokens (B, new)."""
     base = model.get_base_model()
     prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(base.dtype)  # (B, P, C)
     embeds = torch.cat([prompt, base.get_input_embeddings()(input_ids)], dim=1)  # (B, P + T, C)

@@ -226,14 +226,16 @@ def prepare_output_dir(
     starts fresh: the main process empties the folder first (`clear_run_folder`), so no file of the old run (an
     adapter, a checkpoint `latest` would resume, a PPO `policy/`) is read or pushed as the new run's. Resuming
     resolves `latest` (`resolve_checkpoint`) and refuses a checkpoint that ends its run (`max_steps` > its step
-    trains on). Every process checks; only `main_process` removes or writes."""
+    trains on). A checkpoint of another folder starts a new run here, so this folder is checked as for a fresh run.
+    Every process checks; only `main_process` removes or writes."""
     folder = Path(output_dir)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output_dir {output_dir} is a file: pass a folder (it is created if missing).")
     checkpoint = resolve_checkpoint(resume_from_checkpoint, folder)
     if checkpoint is not None:
         refuse_finished(checkpoint, max_steps)
-    elif folder.is_dir():
+    continuing_here = checkpoint is not None and Path(checkpoint).resolve().parent == folder.resolve()
+    if not continuing_here and folder.is_dir():
         found = [name for name in RUN_MARKERS if (folder / name).exists()] + [
             path.name for path in checkpoints(folder)
         ]
@@ -241,7 +243,8 @@ def prepare_output_dir(
             raise ValueError(
                 f"output_dir {output_dir} already holds a run ({', '.join(sorted(found)[:4])}). Nothing was written. "
                 "Pick another --output_dir, resume it with --resume_from_checkpoint latest, "
-                "or pass --overwrite_output_dir true to replace it."
+                "or pass --overwrite_output_dir true to replace it"
+                + (f" with a run resumed from {checkpoint}." if checkpoint else ".")
             )
         if found and main_process:
             clear_run_folder(folder)
