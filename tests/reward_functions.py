@@ -32,3 +32,13 @@ def one_too_few(prompts, completions, **columns):
 
 def nan_for_the_last(prompts, completions, **columns):
     return [0.0] * (len(completions) - 1) + [math.nan]
+
+
+def none_for_every_completion(prompts, completions, **columns):
+    """A reward that does not apply to any completion (TRL's `None`): the logged reward and its spread are NaN."""
+    return [None] * len(completions)
+
+
+def near_the_largest_float(prompts, completions, **columns):
+    """Finite rewards whose spread overflows to inf."""
+    return [1e308 * (index % 2) for index in range(len(completions))]

@@ -2,6 +2,7 @@
 pretrain and LoRA SFT: what trains and what stays frozen, resume after SIGTERM, rewards of every kind, bad input."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -150,6 +151,30 @@ def test_a_reward_model_folder_scores_prompt_response_and_eos(tmp_path):
 def test_a_bad_reward_function_is_refused_by_name(reward, message, sft_model, tmp_path):
     with pytest.raises(ValueError, match=message):
         grpo.main(argv("grpo", sft_model, tmp_path / "out", "--reward_funcs", reward, "--reward_weights", "1"))
+
+
+@pytest.mark.parametrize("reward", ["none_for_every_completion", "near_the_largest_float"])
+def test_a_reward_logged_as_none_or_overflowing_still_saves_the_run(reward, sft_model, tmp_path):
+    """The curves were drawn from a None (or inf) reward spread at the end of training, which crashed before the
+    adapter and metrics.json were written, and the run was recorded failed."""
+    out = tmp_path / "out"
+    grpo.main(
+        argv(
+            "grpo",
+            sft_model,
+            out,
+            "--reward_funcs",
+            f"reward_functions:{reward}",
+            "--reward_weights",
+            "1",
+            "--max_steps",
+            "2",
+        )
+    )
+    assert read_run(out).status == "finished"
+    assert (out / "adapter_model.safetensors").is_file() and (out / "training_curves.png").stat().st_size > 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert all(math.isfinite(value) for _, value in summary["curves"].get("reward", []))
 
 
 def test_a_group_size_that_does_not_divide_the_batch_names_both_flags(sft_model, tmp_path):

@@ -124,3 +124,16 @@ def test_curves_are_drawn_at_the_end_and_after_evaluations_only_of_long_runs(tmp
     long = TrainingCurvesCallback("long", redraw_seconds=0)
     long.on_evaluate(args, state, control)
     assert curves.exists()
+
+
+def test_a_drawing_that_fails_at_the_end_of_training_is_logged_and_the_run_goes_on(tmp_path, caplog):
+    """The curves are drawn before the model and metrics are saved: a figure must never cost the run its files."""
+    args = TrainingArguments(tmp_path, use_cpu=True, report_to="none")
+    state, control = TrainerState(), TrainerControl()
+    state.log_history = [{"loss": 2.0, "step": 5}]
+
+    def broken(history, path, title):
+        raise ValueError("Axis limits cannot be NaN or Inf")
+
+    TrainingCurvesCallback("broken", curves=broken).on_train_end(args, state, control)
+    assert f"Could not draw {tmp_path / CURVES_FILE} (ValueError: Axis limits cannot be NaN or Inf)" in caplog.text

@@ -14,7 +14,7 @@ from trl import SFTTrainer
 
 from .. import stopping
 from .._compat import TokenWeightedEvaluation
-from ..plotting import plot_training_curves
+from ..plotting import draw_run_curves, plot_training_curves
 from ..runs import CURVES_FILE, JobResult, resolve_checkpoint
 
 
@@ -80,9 +80,9 @@ class TrainingCurvesCallback(TrainerCallback):
         if state.is_world_process_zero and len(state.log_history) != self.drawn_entries:
             path = Path(args.output_dir) / CURVES_FILE
             if self.curves is None:
-                plot_training_curves(state.log_history, path, self.title, self.with_perplexity)
+                draw_run_curves(plot_training_curves, state.log_history, path, self.title, self.with_perplexity)
             else:
-                self.curves(state.log_history, path, self.title)
+                draw_run_curves(self.curves, state.log_history, path, self.title)
             self.drawn_at, self.drawn_entries = time.monotonic(), len(state.log_history)
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -207,10 +207,15 @@ def training_result(
     """A Trainer job's summary from `train_and_save`'s metrics: the units it trained on (`units_per_step` per
     optimizer step: tokens, samples, pairs, episodes) and their rate over this session's steps (those after
     `resumed_step`, the step its checkpoint had reached), the `headline` metrics it has, and its logged curves against
-    units."""
+    units; a curve leaves out the steps that logged no number (a reward is None when every reward function skipped
+    every completion) or one that is not finite."""
     steps = trainer.state.global_step
     curves = {
-        name: [[row["step"] * units_per_step, row[name]] for row in trainer.state.log_history if name in row]
+        name: [
+            [row["step"] * units_per_step, row[name]]
+            for row in trainer.state.log_history
+            if isinstance(row.get(name), (int, float)) and math.isfinite(row[name])
+        ]
         for name in CURVE_SERIES
     }
     return JobResult(

@@ -44,7 +44,7 @@ from ... import stopping
 from ..._compat import CallbackHandler, get_reporting_integration_callbacks
 from ...allocator import reuse_freed_memory
 from ...loading import model_context_length
-from ...plotting import plot_ppo_curves
+from ...plotting import draw_run_curves, plot_ppo_curves
 from ...runs import (
     CURVES_FILE,
     METRICS_LOG_FILE,
@@ -567,7 +567,7 @@ class PPOTrainer:
         self.save_model(self.output_dir)
         self.control = self.callbacks.on_train_end(config, self.trainer_state, self.control)
         if is_main and plot:
-            plot_ppo_curves(self.state.history, self.output_dir / CURVES_FILE, config.kl_estimator)
+            draw_run_curves(plot_ppo_curves, self.state.history, self.output_dir / CURVES_FILE, config.kl_estimator)
         return self.state.history
 
     def _log(self, metrics: dict) -> None:
