@@ -492,6 +492,57 @@ def test_a_file_holding_the_token_stops_the_upload(gpt_run, monkeypatch):
     assert not (gpt_run / "hub-upload").exists()
 
 
+def test_a_token_in_a_file_name_stops_the_upload_and_is_never_shown(gpt_run, monkeypatch, caplog):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    (gpt_run / f"{TOKEN}.json").write_text("{}")
+    (gpt_run / f"notes-{TOKEN}.txt").write_text("")  # not a model file: left out, and logged without the token
+    with caplog.at_level(logging.INFO), pytest.raises(ValueError, match=r"token: <token>.json\. Nothing") as error:
+        push_folder(gpt_run, "alice/gpt-tiny", dry_run=True)
+    assert TOKEN not in str(error.value) and TOKEN not in caplog.text and "notes-<token>.txt" in caplog.text
+    assert not (gpt_run / "hub-upload").exists()
+
+
+def test_push_never_follows_a_link_or_a_model_path_out_of_the_run(gpt_run, tmp_path, caplog):
+    """A folder received from someone else could stage any readable file on this machine, named like a model file,
+    or send push to another folder through run.json's model_path."""
+    secret = tmp_path / "private.json"
+    secret.write_text('{"private": true}')
+    (gpt_run / "notes.json").symlink_to(secret)
+    folder = push_folder(gpt_run, "alice/gpt-tiny", dry_run=True).dry_run_dir
+    assert not (folder / "notes.json").exists()
+    assert "as links are never followed: notes.json" in caplog.text
+    assert all(b"private" not in path.read_bytes() for path in folder.iterdir())
+    other = tmp_path / "other"
+    shutil.copytree(gpt_run, other, ignore=shutil.ignore_patterns("hub-upload", "notes.json"))
+    record = json.loads((gpt_run / "run.json").read_text())
+    for model_path in ("../other", str(other), "policy"):
+        if model_path == "policy":
+            (gpt_run / "policy").symlink_to(other)
+        (gpt_run / "run.json").write_text(json.dumps({**record, "model_path": model_path}))
+        with pytest.raises(
+            ValueError, match=f"names model_path '{re.escape(model_path)}', which is not a folder inside"
+        ):
+            push_folder(gpt_run, "alice/gpt-tiny", dry_run=True, dry_run_dir=tmp_path / "staged")
+
+
+def test_the_staged_record_names_local_sources_by_their_names_only(gpt_run, tmp_path):
+    """run.json is uploaded; the absolute paths it holds locally (where the user keeps data and models) are not."""
+    record = json.loads((gpt_run / "run.json").read_text())
+    local = {
+        "base_model": str(tmp_path / "models" / "base"),
+        "datasets": [str(tmp_path / "train.jsonl"), "arithmetic"],
+    }
+    (gpt_run / "run.json").write_text(json.dumps({**record, **local}))
+    staged = push_folder(gpt_run, "alice/gpt-tiny", dry_run=True).dry_run_dir / "run.json"
+    assert str(tmp_path) not in staged.read_text()
+    assert json.loads(staged.read_text()) | {"model_path": "."} == {
+        **record,
+        "base_model": "base",
+        "datasets": ["train.jsonl", "arithmetic"],
+        "model_path": ".",
+    }
+
+
 def test_dry_run_never_replaces_a_folder_it_did_not_write(gpt_run, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")

@@ -285,3 +285,16 @@ def test_a_one_line_corpus_packs_in_memory_proportional_to_its_tokens(tmp_path):
     assert (peak_kib - before_kib) / 1024 < 600, (
         f"packing {len(text):,} characters grew peak RSS by {peak_kib - before_kib} KiB"
     )
+
+
+def test_a_hub_token_flag_is_never_pickled_into_the_run_folder(tmp_path, monkeypatch):
+    """Trainer pickles its arguments into training_args.bin in the run folder and every checkpoint."""
+    token = "hf_FlagTokenForThisTest0123456789"
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    output_dir, _ = run(
+        tmp_path, "--hub_token", token, "--max_steps", "2", "--save_steps", "1", "--eval_strategy", "no"
+    )
+    written = [path for path in output_dir.rglob("*") if path.is_file()]
+    assert sum(path.name == "training_args.bin" for path in written) == 3  # the run's and two checkpoints'
+    assert not [path for path in written if token.encode() in path.read_bytes()]
+    assert os.environ["HF_TOKEN"] == token  # where huggingface_hub (and Trainer's push_to_hub) reads it

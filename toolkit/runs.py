@@ -175,11 +175,20 @@ def is_finished(folder: str | Path) -> bool:
 
 
 def model_dir(folder: str | Path, record: RunRecord | None = None) -> Path:
-    """Where the run's model is: the folder itself, or the subfolder the record names (PPO: policy/)."""
+    """Where the run's model is: the folder itself, or the subfolder the record names (PPO: policy/). A record that
+    names anything else (a path out of the run, a link) is refused: a folder received from someone else must not
+    send eval or push to another folder on this machine."""
     record = record or read_run(folder)
     if record is None or record.model_path in (None, "."):
         return Path(folder)
-    return Path(folder) / record.model_path
+    path = Path(folder) / str(record.model_path)
+    if Path(str(record.model_path)).name != record.model_path or record.model_path == ".." or path.is_symlink():
+        raise ValueError(
+            f"{Path(folder) / RUN_FILE} names model_path {record.model_path!r}, which is not a folder inside the run "
+            "(a run's model is the run folder itself, '.', or a subfolder of it such as 'policy'). Fix run.json or "
+            "pass the model folder itself."
+        )
+    return path
 
 
 def run_of_model(folder: str | Path) -> tuple[Path, RunRecord | None]:

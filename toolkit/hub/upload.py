@@ -22,6 +22,7 @@ from .card import (
     detect_method,
     is_hub_id,
     locate_run,
+    public_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -207,8 +208,13 @@ def contains(path: Path, secret: bytes, chunk_size: int = 1 << 24) -> bool:
 
 
 def files_containing(folder: Path, secret: str) -> list[str]:
-    """Every staged file that holds the secret, binary ones (weights, metadata, images) included."""
-    return sorted(path.name for path in folder.iterdir() if path.is_file() and contains(path, secret.encode()))
+    """Every staged file whose name or bytes hold the secret, binary ones (weights, metadata, images) included; a
+    name is given with the secret replaced by <token>."""
+    return sorted(
+        path.name.replace(secret, "<token>")
+        for path in folder.iterdir()
+        if secret in path.name or (path.is_file() and contains(path, secret.encode()))
+    )
 
 
 def stage_upload(args: PushArguments, folder: Path, token: str | None = None) -> StagedUpload:
@@ -226,12 +232,23 @@ def stage_upload(args: PushArguments, folder: Path, token: str | None = None) ->
     sources = [path for path in sorted(run.model_dir.iterdir()) if path.name != RUN_FILE]
     if run.model_dir != run.run_dir:
         sources += [run.run_dir / name for name in RUN_FILES if (run.run_dir / name).is_file()]
-    left_out = [path.name for path in sources if not (path.is_file() and is_staged(path.name, tokenizer_from_folder))]
+
+    def shown(names: list[str]) -> str:  # file names as logged, never with the token in them
+        return ", ".join(name.replace(token, "<token>") if token else name for name in names)
+
+    links = [path.name for path in sources if path.is_symlink()]
+    if links:  # a link can point anywhere on this machine; its target is not the run's to upload
+        logger.warning("Not uploaded from %s, as links are never followed: %s", run.model_dir, shown(links))
+    left_out = [
+        path.name
+        for path in sources
+        if path.name not in links and not (path.is_file() and is_staged(path.name, tokenizer_from_folder))
+    ]
     for source in sources:
-        if source.name not in left_out:
+        if source.name not in left_out + links:
             shutil.copy2(source, folder / source.name)  # a copy: editing the staged file never edits the run
     if left_out:
-        logger.info("Not uploaded from %s: %s", run.model_dir, ", ".join(left_out))
+        logger.info("Not uploaded from %s: %s", run.model_dir, shown(left_out))
     if args.tokenizer_path is not None:
         AutoTokenizer.from_pretrained(args.tokenizer_path, trust_remote_code=False).save_pretrained(folder)
     if run.is_adapter and args.base_model and is_hub_id(args.base_model):
@@ -239,7 +256,18 @@ def stage_upload(args: PushArguments, folder: Path, token: str | None = None) ->
         write_json(folder / "adapter_config.json", {**adapter, "base_model_name_or_path": args.base_model})
     if run.record is not None:
         # The staged record says the model is at the repository's root, where the upload puts it.
-        write_json(folder / RUN_FILE, {**asdict(run.record), "model_path": "."})
+        # Local paths (the base model, data files) appear by their names only, as on the card.
+        record = asdict(run.record)
+        base_model, datasets = record["base_model"], record["datasets"]
+        write_json(
+            folder / RUN_FILE,
+            {
+                **record,
+                "model_path": ".",
+                "base_model": base_model and public_name(base_model),
+                "datasets": [public_name(dataset) for dataset in datasets],
+            },
+        )
     stage_remote_code(folder)
     curves_file = CURVES_FILE if (folder / CURVES_FILE).is_file() else None
     build_model_card(args, run, method, curves_file).save(folder / CARD_FILE)

@@ -5,6 +5,7 @@ a scheduler reads; and the SFT model an alignment job starts from."""
 
 import importlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -94,6 +95,10 @@ def open_run(job: Job, arguments: Sequence) -> OpenedRun:
     if training is not None:
         training.resume_from_checkpoint = checkpoint
         set_seed(training.seed)
+        if training.hub_token:
+            # Trainer pickles its arguments into training_args.bin in the run folder and every checkpoint; the token
+            # goes where huggingface_hub reads it (Trainer's push_to_hub included) instead.
+            os.environ["HF_TOKEN"], training.hub_token = training.hub_token, None
     resumed_step = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
     return OpenedRun(job, arguments, output_dir, state.is_main_process, checkpoint, started, resumed_step)
 
