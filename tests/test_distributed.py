@@ -99,7 +99,7 @@ def test_ppo_under_the_documented_two_process_launch_is_distributed(sft_model, t
     """`accelerate launch --config_file accelerate_configs/multi_gpu.yaml --num_processes 2 recipes/ppo.py`: both
     ranks form one job (episodes per step double), and the main process alone writes the metrics."""
     common = ["--config", str(REPO / "recipes/configs/ppo/tiny_cpu.yaml"), "--model_name_or_path", str(sft_model)]
-    common += ["--max_steps", "2", "--save_steps", "2"]
+    common += ["--max_steps", "2", "--save_steps", "1"]
     load_recipe("ppo").main([*common, "--output_dir", str(tmp_path / "one")])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = launch_two_processes("ppo", *common, "--output_dir", str(tmp_path / "two"))
@@ -111,6 +111,15 @@ def test_ppo_under_the_documented_two_process_launch_is_distributed(sft_model, t
     )
     assert [row["step"] for row in two] == [1, 2]  # each line once
     assert [row["episodes"] for row in two] == [2 * row["episodes"] for row in one]
+    # Both ranks resume the run's own checkpoint (its optimizer state was saved from the gloo job's device) and
+    # end at the uninterrupted run's weights.
+    resume = ["--resume_from_checkpoint", str(tmp_path / "two" / "checkpoint-1"), "--output_dir", str(tmp_path / "on")]
+    result = subprocess.run(launch_two_processes("ppo", *common, *resume), capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, weights in load_file(tmp_path / "two" / "checkpoint-2" / "trained_weights.safetensors").items():
+        assert torch.equal(
+            load_file(tmp_path / "on" / "checkpoint-2" / "trained_weights.safetensors")[name], weights
+        ), name
 
 
 @pytest.mark.slow

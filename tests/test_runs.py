@@ -14,6 +14,7 @@ from toolkit.runs import (
     prepare_output_dir,
     read_run,
     resolve_checkpoint,
+    rotate_checkpoints,
     run_of_model,
     start_run,
 )
@@ -198,3 +199,19 @@ def test_resuming_another_runs_checkpoint_into_a_finished_run_is_refused_unless_
     own = checkpoint(finished, 2)
     assert prepare_output_dir(finished, overwrite=False, resume_from_checkpoint="latest") == str(own)
     assert prepare_output_dir(tmp_path / "new", overwrite=False, resume_from_checkpoint=str(old)) == str(old)
+
+
+def test_rotation_keeps_the_checkpoint_just_saved_and_never_counts_a_partial_one(tmp_path):
+    """Rotation by step number alone kept a newer partial checkpoint (left by a crash) and deleted every complete
+    one, the one just saved included, after which `latest` found nothing."""
+    for step in (2, 4):
+        checkpoint(tmp_path, step)
+    checkpoint(tmp_path, 8, complete=False)  # a save cut short by a crash, before the run was resumed from 4
+    saved = checkpoint(tmp_path, 6)
+    assert rotate_checkpoints(tmp_path, 1, saved) == [tmp_path / "checkpoint-2", tmp_path / "checkpoint-4"]
+    with pytest.warns(UserWarning, match="Skipping checkpoint-8"):
+        assert resolve_checkpoint("latest", tmp_path) == str(saved)
+    checkpoint(tmp_path, 10)  # a newer complete one: a run resumed from an earlier checkpoint saves below it
+    saved = checkpoint(tmp_path, 7)
+    assert rotate_checkpoints(tmp_path, 2, saved) == [tmp_path / "checkpoint-6"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-7", "checkpoint-8"]

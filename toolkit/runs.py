@@ -210,6 +210,18 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda path: int(path.name.split("-")[-1])) if folder.is_dir() else []
 
 
+def rotate_checkpoints(output_dir: str | Path, limit: int, saved: str | Path) -> list[Path]:
+    """Delete the older complete checkpoints so that `limit` remain, counting the one just `saved` (always kept,
+    whatever its step: a run resumed from an earlier checkpoint saves below newer ones); a partial checkpoint, which
+    `latest` skips, is neither counted nor deleted. Returns the deleted folders."""
+    saved = Path(saved)
+    others = [path for path in checkpoints(output_dir) if is_complete(path) and path.resolve() != saved.resolve()]
+    deleted = others[: max(0, len(others) - (limit - 1))]
+    for path in deleted:
+        shutil.rmtree(path)
+    return deleted
+
+
 def is_complete(checkpoint: str | Path) -> bool:
     """A checkpoint is complete once its trainer_state.json exists and parses: every trainer writes it last
     (transformers' Trainer after the weights, optimizer, scheduler and random states; PPO the same), so a save cut
@@ -443,6 +455,7 @@ __all__ = [
     "prepare_output_dir",
     "read_run",
     "resolve_checkpoint",
+    "rotate_checkpoints",
     "run_of_model",
     "start_run",
 ]

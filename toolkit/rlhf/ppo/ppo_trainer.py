@@ -15,7 +15,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -52,7 +51,7 @@ from ...runs import (
     TRAINER_STATE_FILE,
     VALUE_DIR,
     VALUE_HEAD_FILE,
-    checkpoints,
+    rotate_checkpoints,
 )
 from ..scoring import (
     PolicyAndValueModel,
@@ -650,8 +649,7 @@ class PPOTrainer:
             self.trainer_state.save_to_json(str(directory / TRAINER_STATE_FILE))
         self.accelerator.wait_for_everyone()
         if self.config.save_total_limit and self.accelerator.is_main_process:
-            for old in checkpoints(self.output_dir)[: -self.config.save_total_limit]:
-                shutil.rmtree(old)
+            rotate_checkpoints(self.output_dir, self.config.save_total_limit, directory)
         return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
@@ -666,8 +664,9 @@ class PPOTrainer:
         with torch.no_grad():
             for name, tensor in load_file(directory / TRAINED_WEIGHTS_FILE).items():
                 parameters[name].copy_(tensor)
-        device = self.accelerator.device
-        self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location=device, weights_only=True))
+        # Read onto the CPU: a gloo job's device is saved as "cpu:0", which torch cannot map back, and the optimizer
+        # moves each state to its parameter's device as it loads.
+        self.optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location="cpu", weights_only=True))
         self.scheduler.load_state_dict(torch.load(directory / SCHEDULER_FILE, weights_only=True))
         state = json.loads((directory / PPO_STATE_FILE).read_text())
         self.state.step, self.state.history = state["step"], list(state["history"])
