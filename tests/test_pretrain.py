@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipes_loader import REPO, load_recipe
 from toolkit.runs import read_run, resolve_checkpoint
+from toolkit.tokenization import load_gpt2_tokenizer
 
 pretrain = load_recipe("pretrain")
 TINY = str(REPO / "recipes/configs/pretrain/tiny_cpu.yaml")
@@ -298,3 +299,12 @@ def test_a_hub_token_flag_is_never_pickled_into_the_run_folder(tmp_path, monkeyp
     assert sum(path.name == "training_args.bin" for path in written) == 3  # the run's and two checkpoints'
     assert not [path for path in written if token.encode() in path.read_bytes()]
     assert os.environ["HF_TOKEN"] == token  # where huggingface_hub (and Trainer's push_to_hub) reads it
+
+
+def test_a_folder_of_gpt2s_original_bpe_files_is_a_tokenizer_to_pretrain_with(tmp_path, shared_data):
+    """--tokenizer <folder of OpenAI's encoder.json + vocab.bpe> failed, though load_gpt2_tokenizer reads it."""
+    folder = shared_data / "gpt2-tokenizer"
+    output_dir, _ = run(tmp_path, "--tokenizer", str(folder), "--max_steps", "1", "--eval_strategy", "no")
+    saved, original = AutoTokenizer.from_pretrained(output_dir), load_gpt2_tokenizer(folder)
+    text = "Question: what is 12 + 30?\nAnswer: 42"
+    assert saved(text)["input_ids"] == original(text)["input_ids"] and len(saved) == 50257

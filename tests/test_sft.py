@@ -143,6 +143,20 @@ def test_missing_lora_target_names_the_layers(base_dir, tmp_path):
         run_sft(base_dir, tmp_path / "typo", "--lora_target_modules", "query", "v_proj")
 
 
+def test_lora_on_all_linear_adapts_every_linear_layer_but_the_output_one(base_dir, tmp_path):
+    """PEFT's all-linear (TRL's LoRA guide recommends it) was refused as a module name that matches nothing."""
+    run_sft(base_dir, tmp_path / "all-linear", "--lora_target_modules", "all-linear", "--max_steps", "2")
+    adapted = {name.split(".lora_")[0] for name in load_file(tmp_path / "all-linear" / "adapter_model.safetensors")}
+    layers = {name.rsplit(".", 1)[-1] for name in adapted}
+    assert layers == {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"}, layers
+    gpt2 = apply_lora(gpt2_small_on_meta(), target_modules=["all-linear"])
+    gpt2_layers = {
+        name.split(".lora_")[0].rsplit(".h.0.", 1)[-1] for name, _ in gpt2.named_parameters() if "lora_A" in name
+    }
+    assert {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"} <= gpt2_layers
+    assert not any("lm_head" in name for name in gpt2_layers)
+
+
 def test_max_length_over_context_with_soft_prompt(base_dir, tmp_path):
     with pytest.raises(ValueError, match=r"--max_length 256 plus --num_virtual_tokens 8 exceeds .* \(256 positions\)"):
         run_sft(base_dir, tmp_path / "long", "--method", "prompt_tuning", "--max_length", "256")

@@ -18,6 +18,7 @@ ATTENTION_PROJECTIONS = {
     "toolkit_gpt": (["q_proj", "v_proj"], ["o_proj"]),
 }
 ATTENTION_WORDS = re.compile(r"attn|attention", re.IGNORECASE)
+ALL_LINEAR = "all-linear"
 
 
 def attention_target_modules(model: PreTrainedModel, include_output: bool = False) -> list[str]:
@@ -72,10 +73,14 @@ def lora_config(
     task_type: str = TaskType.CAUSAL_LM,
     modules_to_save: list[str] | None = None,
 ) -> LoraConfig:
-    """LoRA on `model`'s attention projections (or the named modules, checked to exist); `modules_to_save` train in
-    full next to them (a reward model's new score head). TRL's trainers take it as `peft_config`."""
+    """LoRA on `model`'s attention projections (or the named modules, checked to exist; or PEFT's `all-linear`: every
+    linear layer but the output one); `modules_to_save` train in full next to them (a reward model's new score
+    head). TRL's trainers take it as `peft_config`."""
     targets = target_modules or attention_target_modules(model, include_attention_output)
-    check_lora_targets(model, targets)
+    if targets == [ALL_LINEAR]:
+        targets = ALL_LINEAR  # PEFT's own keyword, a string
+    else:
+        check_lora_targets(model, targets)
     return LoraConfig(
         task_type=task_type,
         modules_to_save=modules_to_save,

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from . import models  # noqa: F401  (registers our GPT with the Auto classes)
+from .tokenization import gpt2_bpe_files, load_gpt2_tokenizer
 
 
 def is_peft_adapter(path: str | Path) -> bool:
@@ -21,7 +22,9 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def load_tokenizer(name_or_path: str, *, pad_with_eos: bool = False, **kwargs) -> PreTrainedTokenizerBase:
     """`AutoTokenizer.from_pretrained` with an error that says what is missing; a PEFT adapter folder falls back
-    to its base model's tokenizer. `pad_with_eos`: a tokenizer without a pad token (GPT-2's) pads with EOS."""
+    to its base model's tokenizer, a folder of GPT-2's bare BPE files (vocab.json + merges.txt, or OpenAI's
+    encoder.json + vocab.bpe) is read as GPT-2's tokenizer. `pad_with_eos`: a tokenizer without a pad token
+    (GPT-2's) pads with EOS."""
     kwargs.setdefault("trust_remote_code", False)  # refuse a folder's code, never ask on the terminal
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
@@ -29,6 +32,8 @@ def load_tokenizer(name_or_path: str, *, pad_with_eos: bool = False, **kwargs) -
         if is_peft_adapter(name_or_path):
             base = json.loads((Path(name_or_path) / "adapter_config.json").read_text())["base_model_name_or_path"]
             return load_tokenizer(base, pad_with_eos=pad_with_eos, **kwargs)
+        if Path(name_or_path).is_dir() and gpt2_bpe_files(Path(name_or_path)) is not None:
+            return load_gpt2_tokenizer(name_or_path)
         raise ValueError(
             f"No tokenizer could be loaded from {name_or_path!r} ({type(error).__name__}: "
             f"{str(error).splitlines()[0]}). Save the "

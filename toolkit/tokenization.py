@@ -124,7 +124,7 @@ def train_bpe_tokenizer(
     return _wrap(tokenizer, model_max_length=model_max_length, padding_side=padding_side)
 
 
-def _find_gpt2_files(folder: Path) -> tuple[Path, Path] | None:
+def gpt2_bpe_files(folder: Path) -> tuple[Path, Path] | None:
     """The (vocab, merges) paths in `folder` under either spelling, or None."""
     for vocab_name, merges_name in GPT2_FILE_NAMES:
         if (folder / vocab_name).is_file() and (folder / merges_name).is_file():
@@ -163,7 +163,7 @@ def load_gpt2_tokenizer(
     folder = Path(path_or_id)
     saved_with_transformers = (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
     if folder.is_dir() and not saved_with_transformers:
-        gpt2_files = _find_gpt2_files(folder)
+        gpt2_files = gpt2_bpe_files(folder)
         if gpt2_files is None:
             expected = " or ".join(" + ".join(names) for names in GPT2_FILE_NAMES)
             raise FileNotFoundError(f"No tokenizer in {folder}: expected tokenizer.json, or {expected}.")

@@ -170,8 +170,9 @@ class AdapterArguments:
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Module names to adapt. None: the attention projections for the architecture "
-            "(GPT-2: c_attn; our GPT: q_proj, v_proj; others: PEFT's defaults)."
+            "help": "Module names to adapt, or all-linear (every linear layer but the output one). None: the "
+            "attention projections for the architecture (GPT-2: c_attn; our GPT: q_proj, v_proj; others: PEFT's "
+            "defaults)."
         },
     )
     lora_attention_output: bool = field(
