@@ -308,3 +308,24 @@ def test_a_folder_of_gpt2s_original_bpe_files_is_a_tokenizer_to_pretrain_with(tm
     saved, original = AutoTokenizer.from_pretrained(output_dir), load_gpt2_tokenizer(folder)
     text = "Question: what is 12 + 30?\nAnswer: 42"
     assert saved(text)["input_ids"] == original(text)["input_ids"] and len(saved) == 50257
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_until_the_first_ends(tmp_path):
+    """Two runs on one --output_dir both ran (neither refused), and --overwrite_output_dir cleared a running run."""
+    output_dir = tmp_path / "busy"
+    command = [sys.executable, str(REPO / "recipes/pretrain.py"), "--config", TINY, "--output_dir", str(output_dir)]
+    slow = ["--max_steps", "100000", "--save_steps", "100000", "--eval_steps", "100000", "--logging_steps", "1"]
+    first = subprocess.Popen([*command, *slow], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, log = time.time() + 120, ""
+    while "'loss'" not in log and time.time() < deadline:
+        log += first.stdout.readline()
+    try:
+        for extra in ([], ["--overwrite_output_dir", "true"], ["--resume_from_checkpoint", "latest"]):
+            with pytest.raises(ValueError, match="is in use by another run that is still going; nothing was read"):
+                run(tmp_path, *extra, name="busy")
+        assert read_run(output_dir).status == "running" and first.poll() is None
+    finally:
+        first.kill()  # however the holder ends, the kernel releases its lock
+        first.communicate(timeout=60)
+    run(tmp_path, "--overwrite_output_dir", "true", "--max_steps", "1", "--eval_strategy", "no", name="busy")
+    assert read_run(output_dir).status == "finished"

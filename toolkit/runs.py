@@ -21,8 +21,10 @@ Every job reads and writes these names from here, and goes through `prepare_outp
 holding another run by accident) and `resolve_checkpoint` (what `latest` means).
 """
 
+import fcntl
 import json
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -306,6 +308,26 @@ def refuse_finished(checkpoint: str, max_steps: int) -> None:
     )
 
 
+def lock_run_folder(output_dir: str | Path) -> int:
+    """Hold the run folder for one run: an exclusive lock (the kernel's `flock`, on the folder itself) kept while the
+    returned descriptor is open, and released however the process ends. A second run on the same --output_dir is
+    refused before it reads, clears or writes anything there. Call on the main process; `os.close` releases it."""
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output_dir {output_dir} is a file: pass a folder (it is created if missing).")
+    check_writable(folder)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ValueError(
+            f"output_dir {output_dir} is in use by another run that is still going; nothing was read or written. "
+            "Wait for it to end, or pick another --output_dir."
+        ) from None
+    return descriptor
+
+
 def check_writable(folder: Path) -> None:
     """Create the folder and write into it now, so a read-only place fails before any work, not after."""
     try:
@@ -451,6 +473,7 @@ __all__ = [
     "RunRecord",
     "end_run",
     "is_finished",
+    "lock_run_folder",
     "model_dir",
     "prepare_output_dir",
     "read_run",

@@ -27,6 +27,7 @@ from ..runs import (
     RunRecord,
     end_run,
     job_summary,
+    lock_run_folder,
     peak_memory_mib,
     prepare_output_dir,
     read_json,
@@ -54,6 +55,12 @@ class OpenedRun:
     resumed_step: int = 0  # the step the checkpoint had reached (read now: a rotating save may delete it later)
     description: dict = field(default_factory=dict)  # method, base_model, datasets, as `start` recorded them
     record: RunRecord | None = None  # run.json's record once `start` wrote it (main process)
+    lock: int | None = None  # the run folder's lock, held by the main process until `release`
+
+    def release(self) -> None:
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
 
     def start(self, datasets: Sequence[str] | None = None):
         """Record the run as running in run.json, once its data and models have loaded: a run that fails on bad
@@ -85,13 +92,19 @@ def open_run(job: Job, arguments: Sequence) -> OpenedRun:
     state = PartialState(cpu=bool(setting(arguments, "use_cpu", False)))
     training = next((group for group in arguments if isinstance(group, TrainingArguments)), None)
     output_dir = str(setting(arguments, "output_dir"))
-    checkpoint = prepare_output_dir(
-        output_dir,
-        setting(arguments, "overwrite_output_dir", False),
-        None if training is None else training.resume_from_checkpoint,
-        max_steps=-1 if training is None else training.max_steps,
-        main_process=state.is_main_process,
-    )
+    lock = lock_run_folder(output_dir) if state.is_main_process else None
+    try:
+        checkpoint = prepare_output_dir(
+            output_dir,
+            setting(arguments, "overwrite_output_dir", False),
+            None if training is None else training.resume_from_checkpoint,
+            max_steps=-1 if training is None else training.max_steps,
+            main_process=state.is_main_process,
+        )
+    except BaseException:
+        if lock is not None:
+            os.close(lock)
+        raise
     if training is not None:
         training.resume_from_checkpoint = checkpoint
         set_seed(training.seed)
@@ -100,7 +113,7 @@ def open_run(job: Job, arguments: Sequence) -> OpenedRun:
             # goes where huggingface_hub reads it (Trainer's push_to_hub included) instead.
             os.environ["HF_TOKEN"], training.hub_token = training.hub_token, None
     resumed_step = read_json(Path(checkpoint, TRAINER_STATE_FILE))["global_step"] if checkpoint else 0
-    return OpenedRun(job, arguments, output_dir, state.is_main_process, checkpoint, started, resumed_step)
+    return OpenedRun(job, arguments, output_dir, state.is_main_process, checkpoint, started, resumed_step, lock=lock)
 
 
 def execute(name: str, *arguments) -> dict:
@@ -109,24 +122,27 @@ def execute(name: str, *arguments) -> dict:
     job = get_job(name)
     pipeline = importlib.import_module(job.pipeline)
     opened = open_run(job, arguments)
-    status = "failed"
     try:
-        result = pipeline.run(opened, *arguments)
-        status = "finished"
-    except JobStopped:
-        status = "stopped"
-        raise
+        status = "failed"
+        try:
+            result = pipeline.run(opened, *arguments)
+            status = "finished"
+        except JobStopped:
+            status = "stopped"
+            raise
+        finally:
+            if opened.record is not None:
+                end_run(opened.output_dir, opened.record, status)
+        record = opened.record or RunRecord(  # the other processes (and a job that never started) keep no run.json
+            name, seconds=time.time() - opened.started, peak_memory_mib=peak_memory_mib(), **opened.description
+        )
+        summary = job_summary(record, result)
+        if opened.main_process:
+            write_summary(opened.output_dir, summary)
+            push_finished_run(arguments, opened.output_dir)
+        return summary
     finally:
-        if opened.record is not None:
-            end_run(opened.output_dir, opened.record, status)
-    record = opened.record or RunRecord(  # the other processes (and a job that never called start) keep no run.json
-        name, seconds=time.time() - opened.started, peak_memory_mib=peak_memory_mib(), **opened.description
-    )
-    summary = job_summary(record, result)
-    if opened.main_process:
-        write_summary(opened.output_dir, summary)
-        push_finished_run(arguments, opened.output_dir)
-    return summary
+        opened.release()
 
 
 def job_parser(name: str) -> TrlParser:
