@@ -19,6 +19,7 @@ from toolkit.tokenization import (
     load_gpt2_tokenizer,
     train_bpe_tokenizer,
 )
+from toolkit.training.setup import corpus_texts
 
 CORPUS = [
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n",
@@ -216,6 +217,24 @@ def test_a_long_text_tokenized_in_pieces_gets_the_ids_of_the_whole_text(kind, re
     stream = token_stream(tokenize_texts(rows, tokenizer, "text"))
     expected = [*tokenizer(long_text)["input_ids"], tokenizer.eos_token_id, *tokenizer(SAMPLE)["input_ids"]]
     assert stream.tolist() == [*expected, tokenizer.eos_token_id]
+
+
+def test_a_bpe_built_from_long_documents_in_pieces_is_the_one_built_from_the_whole_documents():
+    """Pretraining builds its BPE from the texts in packing's pieces (a 100 MB document whole took 8.9 GB)."""
+    text = "".join(CORPUS + [SAMPLE, "Numbers 12,345 and 6.7e8; it's 'quoted' -- don't! café 日本 \n"])
+    long_text = text * (3 * LONG_TEXT // len(text))
+    rows = datasets.Dataset.from_dict({"text": [long_text, SAMPLE, text * 2]})
+    assert len(list(corpus_texts(rows, "text"))) > 3  # the long document is cut
+    pieces = train_bpe_tokenizer(corpus_texts(rows, "text"), vocab_size=400)
+    whole = train_bpe_tokenizer(rows["text"], vocab_size=400)
+    assert pieces.backend_tokenizer.to_str() == whole.backend_tokenizer.to_str()
+
+
+def test_a_text_without_spaces_is_cut_anyway_and_says_so():
+    text = "ACGT" * LONG_TEXT  # DNA on one line: no space between two words anywhere
+    with pytest.warns(UserWarning, match="without a space between two words .* cut there anyway"):
+        pieces = list(text_pieces(text))
+    assert "".join(pieces) == text and max(map(len, pieces)) == 2 * LONG_TEXT
 
 
 def test_load_tokenizer_pads_with_eos_only_when_asked_and_only_without_a_pad(tmp_path):

@@ -7,6 +7,7 @@ from .packing import (
     pack_for_language_modeling,
     pack_streams,
     streamed_token_file,
+    text_pieces,
     token_stream,
     tokenize_texts,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "source_identity",
     "split_names",
     "streamed_token_file",
+    "text_pieces",
     "token_stream",
     "tokenize_texts",
     "train_validation_splits",

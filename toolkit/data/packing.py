@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,14 +31,26 @@ PIECES_PER_CALL = 4  # pieces tokenized together (in parallel by fast tokenizers
 # A piece ends before a single space between two non-spaces, where pre-tokenizers (GPT-2's regex, whitespace, one
 # character per token) always start a new token, so the ids are those of the whole text (tested).
 PIECE_BOUNDARY = re.compile(r"(?<=\S) (?=\S)")
+UNBROKEN_TEXT = (
+    f"A text runs over {LONG_TEXT:,} characters without a space between two words (CJK, minified JSON, base64, DNA "
+    "on one line): it is cut there anyway, to bound memory, and a token that spans such a cut becomes two."
+)
 
 
 def text_pieces(text: str, size: int = LONG_TEXT) -> Iterator[str]:
-    """`text` in pieces of at least `size` characters (the last may be shorter), cut at `PIECE_BOUNDARY`."""
+    """`text` in pieces of at least `size` characters (the last may be shorter), cut at the first `PIECE_BOUNDARY`
+    after `size`; where none comes within `LONG_TEXT` more characters, cut there (with a warning: a token may be
+    split at such a cut). So no piece is longer than `size` + `LONG_TEXT`."""
     start = 0
-    while len(text) - start > size and (boundary := PIECE_BOUNDARY.search(text, start + size)):
-        yield text[start : boundary.start()]
-        start = boundary.start()
+    while len(text) - start > size:
+        boundary = PIECE_BOUNDARY.search(text, start + size, start + size + LONG_TEXT)
+        if boundary is None and len(text) - start <= size + LONG_TEXT:
+            break
+        if boundary is None:
+            warnings.warn(UNBROKEN_TEXT, stacklevel=2)
+        cut = start + size + LONG_TEXT if boundary is None else boundary.start()
+        yield text[start:cut]
+        start = cut
     yield text[start:]
 
 

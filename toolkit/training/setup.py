@@ -16,6 +16,7 @@ from ..data import (
     source_identity,
     split_names,
     streamed_token_file,
+    text_pieces,
     train_validation_splits,
 )
 from ..loading import is_peft_adapter, load_causal_lm, load_tokenizer, model_context_length
@@ -82,8 +83,12 @@ def token_streams_of_streamed_splits(
 
 
 def corpus_texts(dataset: datasets.Dataset, text_column: str) -> Iterable[str]:
+    """The texts a tokenizer is built from, long ones in the pieces packing tokenizes (`text_pieces`): cut where every
+    pre-tokenizer starts a word anyway, so a BPE trained on them is the one trained on the whole texts, in the memory
+    of a piece (a 100 MB document whole took 8.9 GB)."""
     for start in range(0, len(dataset), 1000):
-        yield from dataset[start : start + 1000][text_column]
+        for text in dataset[start : start + 1000][text_column]:
+            yield from text_pieces(text)
 
 
 def build_tokenizer(
