@@ -70,6 +70,33 @@ def test_settings_that_cannot_work_name_the_flag(tmp_path, flags, message):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize(
+    "job, flags, message",
+    [
+        ("pretrain", ["--learning_rate", "inf"], r"--learning_rate inf is not a finite number"),
+        ("dpo", ["--beta", "nan"], r"--beta nan is not a finite number"),
+        ("ppo", ["--kl_coef", "nan"], r"--kl_coef nan is not a finite number"),
+        ("grpo", ["--reward_weights", "1", "inf"], r"--reward_weights \[1.0, inf\] is not a finite number"),
+        ("sft", ["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1, got 0"),
+        (
+            "grpo",
+            ["--max_steps", "-5", "--num_train_epochs", "0"],
+            "--max_steps -5 with --num_train_epochs 0.0 trains",
+        ),
+        ("grpo", ["--num_prompts", "0"], "--num_prompts must be at least 1"),
+        ("rloo", ["--num_generations", "0"], "--num_generations must be at least 2"),
+        ("ppo", ["--top_p", "0"], r"--top_p is the probability mass sampled from, in \(0, 1\]"),
+        ("ppo", ["--save_steps", "0"], "--save_steps must be positive with --save_strategy steps"),
+    ],
+)
+def test_settings_that_can_only_produce_garbage_are_refused_by_flag(job, flags, message, tmp_path):
+    """Each of these ran to "finished": NaN weights, 0 steps, a negative KL, or a ZeroDivisionError mid-run."""
+    argv = ["--config", str(CONFIGS / job / "tiny_cpu.yaml"), "--output_dir", str(tmp_path / "run"), *flags]
+    with pytest.raises(ValueError, match=message):
+        load_recipe(job).main(argv)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_a_flag_prefix_is_an_error_not_another_flag(tmp_path):
     with pytest.raises((SystemExit, ValueError)):
         run_pretrain(tmp_path, "--learning_rat", "0.01")

@@ -24,6 +24,7 @@ from toolkit.rlhf import (
     sequence_scores,
     truncate_after_eos,
 )
+from toolkit.stopping import TrainingDiverged
 from toolkit.tokenization import build_char_tokenizer
 
 CHARACTERS = "abcdefgh "
@@ -557,3 +558,12 @@ def test_a_cpu_trainer_reuses_freed_memory_instead_of_faulting_it_in_again(tmp_p
     # 4 x 64 MB of 4 KiB pages is 65,536 faults when every free goes back to the OS.
     assert faults("false") > 30_000
     assert faults("true") < 1_000
+
+
+def test_a_ppo_run_whose_training_diverges_fails_naming_the_step(tmp_path, tokenizer):
+    trainer = PPOTrainer(
+        make_config(tmp_path, learning_rate=1e30), tiny_policy(tokenizer), tokenizer, PROMPTS, reward_fn=starts_with_a
+    )
+    with pytest.raises(TrainingDiverged, match=r"Training diverged: the loss (policy|value) is nan at step \d"):
+        trainer.train()
+    assert not (tmp_path / "ppo" / "policy").exists()  # nothing saved as the trained policy

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipes_loader import REPO, load_recipe
 from toolkit.runs import read_run, resolve_checkpoint
+from toolkit.stopping import TrainingDiverged
 from toolkit.tokenization import load_gpt2_tokenizer
 
 pretrain = load_recipe("pretrain")
@@ -337,3 +338,13 @@ def test_a_second_run_on_a_folder_in_use_is_refused_until_the_first_ends(tmp_pat
         first.communicate(timeout=60)
     run(tmp_path, "--overwrite_output_dir", "true", "--max_steps", "1", "--eval_strategy", "no", name="busy")
     assert read_run(output_dir).status == "finished"
+
+
+def test_a_run_whose_training_diverges_fails_naming_the_step(tmp_path):
+    """--learning_rate inf (now refused) made every weight NaN and the run still finished; a finite rate that blows the
+    weights up must fail the run too, at the first logged step whose gradient norm is not finite."""
+    with pytest.raises(TrainingDiverged, match=r"Training diverged: the gradient norm is nan at step 3\b"):
+        run(tmp_path, "--learning_rate", "1e30", "--max_steps", "6", "--logging_steps", "1", "--eval_strategy", "no")
+    record = read_run(tmp_path / "run")
+    assert record.status == "failed" and record.error.startswith("TrainingDiverged: Training diverged: the gradient")
+    assert not (tmp_path / "run" / "model.safetensors").exists()

@@ -92,9 +92,14 @@ class WholeGroupsCheck:
     """TRL 1.16's GRPOConfig / RLOOConfig, refusing with a message in the flags users set: a generation step
     samples `num_generations` completions of each prompt, and the completions of one step (per_device_train_batch_size
     x processes x gradient_accumulation_steps, unless generation_batch_size or steps_per_generation say otherwise)
-    must hold whole groups."""
+    must hold whole groups. A group needs two completions or more, which TRL checks only after dividing by it."""
 
     def __post_init__(self):
+        if self.num_generations is not None and self.num_generations < 2:
+            raise ValueError(
+                f"--num_generations must be at least 2 (each completion is scored against the others of its prompt), "
+                f"got {self.num_generations}."
+            )
         try:
             super().__post_init__()
         except ValueError as error:

@@ -71,6 +71,7 @@ class RunRecord:
     finished: float | None = None
     seconds: float | None = None  # wall time from start to end
     peak_memory_mib: float | None = None  # from start to end: see `peak_memory_mib`
+    error: str | None = None  # why a failed run failed: the error's type and message
 
     @property
     def kind(self) -> str:
@@ -160,11 +161,13 @@ def start_run(
     return record
 
 
-def end_run(folder: str | Path, record: RunRecord, status: str) -> RunRecord:
-    """Record how the run ended (finished, stopped or failed), its wall time and this process's peak memory."""
+def end_run(folder: str | Path, record: RunRecord, status: str, error: BaseException | None = None) -> RunRecord:
+    """Record how the run ended (finished, stopped or failed, with the `error` that failed it), its wall time and this
+    process's peak memory."""
     if status not in STATUSES:
         raise ValueError(f"Unknown status {status!r}; one of {STATUSES}.")
     record.status, record.finished = status, time.time()
+    record.error = None if error is None else f"{type(error).__name__}: {error}"
     record.seconds = record.finished - record.started
     record.peak_memory_mib = peak_memory_mib()
     write_run(folder, record)

@@ -1,4 +1,5 @@
-"""One stop mechanism for every long job (the Trainer recipes, PPO, evaluation, the demo).
+"""One stop mechanism for every long job (the Trainer recipes, PPO, evaluation, the demo), and the stop of a run whose
+training diverged (`TrainingDiverged`: a loss, gradient or weight that is not a finite number, named with its step).
 
 SIGTERM or SIGINT, to the launcher or to any rank, asks the job to stop at its next boundary. Training agrees on the
 step across processes (the request is all-reduced at every step boundary, so every rank stops at the same step and one
@@ -89,4 +90,31 @@ def check(where: str) -> None:
         raise JobStopped(name, where)
 
 
-__all__ = ["JobStopped", "agreed", "check", "requested", "stop_on_signals"]
+class TrainingDiverged(ValueError):
+    """Training produced a loss, gradient or weight that is not a finite number."""
+
+
+def diverged(what: str, value, step: int) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"Training diverged: the {what} is {value} at step {step}, so every later step would learn nothing. Lower "
+        "--learning_rate (or set --max_grad_norm), and check the data; the run is recorded as failed."
+    )
+
+
+def check_finite_weights(model: torch.nn.Module, step: int) -> None:
+    """The trained parameters are all finite numbers (a run may end between two logged steps)."""
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and not torch.isfinite(parameter).all():
+            raise diverged(f"weight {name}", "not finite", step)
+
+
+__all__ = [
+    "JobStopped",
+    "TrainingDiverged",
+    "agreed",
+    "check",
+    "check_finite_weights",
+    "diverged",
+    "requested",
+    "stop_on_signals",
+]

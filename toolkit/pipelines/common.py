@@ -5,11 +5,12 @@ a scheduler reads; and the SFT model an alignment job starts from."""
 
 import importlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from accelerate import PartialState
@@ -80,12 +81,39 @@ def setting(arguments: Sequence, name: str, default=None):
     return next((getattr(group, name) for group in arguments if hasattr(group, name)), default)
 
 
+def check_settings(arguments: Sequence) -> None:
+    """Refuse, by flag, settings that can only produce garbage: a number that is not finite (`--learning_rate inf`,
+    `--beta nan`), no optimizer step (`--gradient_accumulation_steps 0`), no training step (`--max_steps -5
+    --num_train_epochs 0`)."""
+    for group in arguments:
+        for item in fields(group):
+            value = getattr(group, item.name)
+            values = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(number, float) and not math.isfinite(number) for number in values):
+                raise ValueError(
+                    f"--{item.name} {value} is not a finite number: pass a number (default {item.default})."
+                )
+    training = next((group for group in arguments if isinstance(group, TrainingArguments)), None)
+    if training is None:
+        return
+    if training.gradient_accumulation_steps < 1:
+        raise ValueError(
+            f"--gradient_accumulation_steps must be at least 1, got {training.gradient_accumulation_steps}."
+        )
+    if training.max_steps <= 0 and training.num_train_epochs <= 0:
+        raise ValueError(
+            f"--max_steps {training.max_steps} with --num_train_epochs {training.num_train_epochs} trains no step: "
+            "pass a positive --max_steps, or --num_train_epochs above 0 (with --max_steps -1)."
+        )
+
+
 def open_run(job: Job, arguments: Sequence) -> OpenedRun:
     """The opening of every job: check `--method`, refuse an output_dir that holds another run (unless overwriting
     or resuming it), resolve the checkpoint to resume (`latest` included) into `resume_from_checkpoint`, seed
     everything with `seed`, and start the run's clock and peak-memory count."""
     started = time.time()
     reset_peak_memory()
+    check_settings(arguments)
     method = setting(arguments, "method")
     if job.methods and method not in job.methods:
         raise ValueError(f"Unknown method {method!r} for {job.name}: pass --method {' or '.join(job.methods)}.")
@@ -123,16 +151,19 @@ def execute(name: str, *arguments) -> dict:
     pipeline = importlib.import_module(job.pipeline)
     opened = open_run(job, arguments)
     try:
-        status = "failed"
+        status, error = "failed", None
         try:
             result = pipeline.run(opened, *arguments)
             status = "finished"
         except JobStopped:
             status = "stopped"
             raise
+        except BaseException as failure:
+            error = failure
+            raise
         finally:
             if opened.record is not None:
-                end_run(opened.output_dir, opened.record, status)
+                end_run(opened.output_dir, opened.record, status, error)
         record = opened.record or RunRecord(  # the other processes (and a job that never started) keep no run.json
             name, seconds=time.time() - opened.started, peak_memory_mib=peak_memory_mib(), **opened.description
         )

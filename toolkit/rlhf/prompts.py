@@ -22,6 +22,13 @@ class PromptDataArguments(ArithmeticDifficultyArguments):
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     num_prompts: int = field(default=1000, metadata={"help": "How many prompts to draw rollouts from."})
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_prompts < 1:
+            raise ValueError(
+                f"--num_prompts must be at least 1 (rollouts are drawn from them), got {self.num_prompts}."
+            )
+
 
 def load_prompts(args: PromptDataArguments) -> datasets.Dataset:
     """The first `num_prompts` non-empty prompts of the source's pairs (hh-rlhf dialogues split at their last

@@ -93,6 +93,19 @@ class TrainingCurvesCallback(TrainerCallback):
         self.draw(args, state)
 
 
+class FiniteTrainingCallback(TrainerCallback):
+    """Fails a run whose logged loss or gradient norm is not finite, naming the step (Trainer averages only the
+    finite losses into the logged one, so a run of NaN weights can log a finite loss; the norm is logged as is)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for name in ("loss", "grad_norm"):
+            value = (logs or {}).get(name)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise stopping.diverged(
+                    {"loss": "training loss", "grad_norm": "gradient norm"}[name], value, state.global_step
+                )
+
+
 class GracefulStopCallback(TrainerCallback):
     """At every step boundary, the processes agree whether a stop was requested (`toolkit.stopping`); if so, the
     Trainer saves a checkpoint and stops, every process at the same step."""
@@ -166,6 +179,7 @@ def train_and_save(
     language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
+    trainer.add_callback(FiniteTrainingCallback())
     trainer.add_callback(LogBeforeSaveCallback())  # after the callbacks that ask for a save
     last_evaluation = LastEvaluationCallback()
     trainer.add_callback(last_evaluation)
@@ -180,6 +194,7 @@ def train_and_save(
             "--resume_from_checkpoint latest"
         )
         raise stopping.JobStopped(stopper.signal_name, where)
+    stopping.check_finite_weights(trainer.model, trainer.state.global_step)
     # The trained model first: a final evaluation cut short then loses only the metrics.
     trainer.save_model(args.output_dir)
     trainer.save_state()

@@ -110,6 +110,12 @@ class PPOConfig(TrainingArguments):
             raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}.")
         if self.temperature <= 0:
             raise ValueError(f"PPO samples its responses, so temperature must be > 0, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"--top_p is the probability mass sampled from, in (0, 1] (1: all), got {self.top_p}.")
+        if self.top_k < 0:
+            raise ValueError(f"--top_k must be 0 (all tokens) or more, got {self.top_k}.")
+        if self.save_strategy == "steps" and self.save_steps <= 0:
+            raise ValueError(f"--save_steps must be positive with --save_strategy steps, got {self.save_steps}.")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
 

@@ -549,6 +549,9 @@ class PPOTrainer:
             while self.state.step < self.num_steps:
                 metrics = self.step()
                 step = self.state.step
+                for name in ("loss/policy", "loss/value"):
+                    if not math.isfinite(metrics[name]):
+                        raise stopping.diverged(name.replace("/", " "), metrics[name], step)
                 progress.update(1)
                 progress.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
                 if self._should_log(metrics):
@@ -563,6 +566,7 @@ class PPOTrainer:
                     resume = "Resume with --resume_from_checkpoint latest"
                     raise stopping.JobStopped(stop, f"at step {step}; checkpoint saved in {checkpoint}. {resume}")
         progress.close()
+        stopping.check_finite_weights(self.unwrapped_model, self.state.step)
         self.save_model(self.output_dir)
         self.control = self.callbacks.on_train_end(config, self.trainer_state, self.control)
         if is_main and plot:
