@@ -109,6 +109,13 @@ def test_the_token_file_is_written_once_reused_and_rewritten_when_half_written(
     rewritten = streamed(tmp_path, corpus, tokenizer_folder)["train"].stream
     assert rewritten.filename == first.filename and np.array_equal(rewritten, expected)
 
+    edited = corpus.read_text().replace("quick", "QUICK", 1)  # the same size, and the old modification time back
+    times = os.stat(corpus)
+    corpus.write_text(edited)
+    os.utime(corpus, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert os.stat(corpus).st_size == times.st_size and os.stat(corpus).st_mtime_ns == times.st_mtime_ns
+    after_edit = streamed(tmp_path, corpus, tokenizer_folder)["train"].stream
+    assert np.array_equal(after_edit, tokens_of_rows(corpus, tokenizer_folder)[: len(after_edit)])
     write_rows(corpus, 301)  # the data changed: another file
     assert streamed(tmp_path, corpus, tokenizer_folder)["train"].stream.filename != first.filename
     fewer_rows = streamed(tmp_path, corpus, tokenizer_folder, "--max_train_samples", "100")

@@ -157,10 +157,13 @@ def describe_source(source: str) -> str:
 
 def source_identity(source: str) -> dict:
     """What the rows `load_raw(source)` gives depend on, for naming files made from them: a local file or folder's
-    data files with their sizes and modification times, or a Hub dataset's id and current revision."""
+    data files with their sizes and modification and change times (an edit that keeps the size and sets the old
+    modification time back still sets the change time, which only the kernel writes), or a Hub dataset's id and
+    current revision."""
     path = Path(source).expanduser()
     if path.exists():
-        return {"files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in data_file_paths(path)]}
+        stats = [(file, file.stat()) for file in data_file_paths(path)]
+        return {"files": [[str(file.resolve()), s.st_size, s.st_mtime_ns, s.st_ctime_ns] for file, s in stats]}
     return {"hub_dataset": source, "revision": HfApi().dataset_info(source).sha}
 
 
