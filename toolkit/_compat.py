@@ -5,6 +5,7 @@ When a dependency moves one of these, this file is the one to change. (The model
 exported next to saved weights and import on their own; `bench/trl_ppo.py` runs in TRL 1.12's own environment.)
 """
 
+import errno
 from pathlib import Path
 
 import datasets
@@ -41,6 +42,20 @@ def hub_offline() -> bool:
     """huggingface_hub 1.x: whether HF_HUB_OFFLINE is on (read into its constants at import), in which case every
     request raises its OfflineModeIsEnabled."""
     return bool(hub_constants.HF_HUB_OFFLINE)
+
+
+# torch 2.13 and safetensors 0.x: a save that runs out of disk space names no OS error in torch's zip writer
+# ("[enforce fail at inline_container.cc:672] . unexpected pos ..." or "basic_ios::clear"), and safetensors reports
+# the OS error in its own text ("... Os { code: 28, kind: StorageFull ...").
+WRITE_FAILURE_TEXTS = ("inline_container.cc", "basic_ios::clear", "StorageFull", "QuotaExceeded")
+
+
+def is_failed_write(error: BaseException) -> bool:
+    """Whether `error` is a write that failed for lack of space: the OS's ENOSPC or EDQUOT, or a library's wording of
+    a failed write (which may have another cause: check the disk)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(error) for text in WRITE_FAILURE_TEXTS)
 
 
 def datasets_cache_folder() -> Path:
@@ -208,6 +223,8 @@ class TokenWeightedEvaluation:
 
 
 __all__ = [
+    "WRITE_FAILURE_TEXTS",
+    "is_failed_write",
     "DatasetEpochCallback",
     "WholeGroupsCheck",
     "generate_after_soft_prompt",

@@ -21,6 +21,7 @@ Every job reads and writes these names from here, and goes through `prepare_outp
 holding another run by accident) and `resolve_checkpoint` (what `latest` means).
 """
 
+import errno
 import fcntl
 import json
 import logging
@@ -31,7 +32,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ._compat import PREFIX_CHECKPOINT_DIR
+from ._compat import PREFIX_CHECKPOINT_DIR, is_failed_write
 from .jobs import JOBS, get_job
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ POLICY_DIR = JOBS["ppo"].model_path  # "policy": where a PPO run keeps its polic
 VALUE_DIR = "value"
 VALUE_HEAD_FILE = "value_head.safetensors"
 SFT_MERGED_DIR = "sft-merged"
+DISK_NEARLY_FULL = 64 << 20  # bytes free under which a library's "write failed" is read as a full disk
 MERGED_DIR = "merged"
 HUB_UPLOAD_DIR = "hub-upload"
 CHECKPOINT_PREFIX = PREFIX_CHECKPOINT_DIR  # "checkpoint": folders checkpoint-<step>
@@ -311,6 +313,28 @@ def refuse_finished(checkpoint: str, max_steps: int) -> None:
     )
 
 
+RESUME_AFTER_FREEING = (
+    "A checkpoint cut short is skipped by --resume_from_checkpoint latest: free space (a smaller --save_total_limit "
+    "keeps fewer checkpoints) and resume with --resume_from_checkpoint latest."
+)
+
+
+def disk_full(folder: str | Path, error: BaseException, advice: str = RESUME_AFTER_FREEING) -> OSError | None:
+    """The error to show for a write into `folder` that failed for lack of space (None for any other error), with
+    `advice`: the libraries say "unexpected pos" or "basic_ios::clear", or name the OS error only. A library's
+    wording counts only when the disk is in fact (nearly) full."""
+    if not is_failed_write(error):
+        return None
+    free = shutil.disk_usage(Path(folder) if Path(folder).exists() else Path(folder).parent).free
+    if not isinstance(error, OSError) and free > DISK_NEARLY_FULL:
+        return None
+    return OSError(
+        errno.ENOSPC,
+        f"The disk holding {folder} is full ({free / 2**20:,.1f} MiB free), so a file there could not be written "
+        f"({type(error).__name__}: {str(error).splitlines()[0]}). {advice}",
+    )
+
+
 def lock_run_folder(output_dir: str | Path) -> int:
     """Hold the run folder for one run: an exclusive lock (the kernel's `flock`, on the folder itself) kept while the
     returned descriptor is open, and released however the process ends. A second run on the same --output_dir is
@@ -461,6 +485,7 @@ __all__ = [
     "SUMMARY_HEAD",
     "JobResult",
     "curve_ends",
+    "disk_full",
     "job_summary",
     "read_summary",
     "sampled_reward_headline",

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from .._compat import dataset_fingerprint, datasets_cache_folder
+from ..runs import disk_full
 from .sources import require_text_values
 
 # Longer texts are tokenized in pieces: a tokenizer's working memory is ~100x the text (a 10 MB line took 3.7 GB).
@@ -153,10 +154,17 @@ def memory_mapped_token_file(
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".partial-{os.getpid()}")
         tokens = rows = 0
-        with open(partial, "wb") as handle:
-            for ids, count in batches():
-                handle.write(ids.astype(dtype, copy=False).tobytes())
-                tokens, rows = tokens + len(ids), rows + count
+        try:
+            with open(partial, "wb") as handle:
+                for ids, count in batches():
+                    handle.write(ids.astype(dtype, copy=False).tobytes())
+                    tokens, rows = tokens + len(ids), rows + count
+        except BaseException as error:
+            partial.unlink(missing_ok=True)  # a file cut short is never left behind
+            advice = "Free space, or set HF_DATASETS_CACHE to a folder on a larger disk."
+            if (full := disk_full(path.parent, error, advice)) is not None:
+                raise full from error
+            raise
         os.replace(partial, path)
         meta = {"dtype": np.dtype(dtype).name, "tokens": tokens, "rows": rows, "fingerprint": path.stem}
         meta_partial = meta_path.with_suffix(f".partial-{os.getpid()}")

@@ -26,6 +26,7 @@ from ..runs import (
     SFT_MERGED_DIR,
     TRAINER_STATE_FILE,
     RunRecord,
+    disk_full,
     end_run,
     job_summary,
     lock_run_folder,
@@ -159,7 +160,9 @@ def execute(name: str, *arguments) -> dict:
             status = "stopped"
             raise
         except BaseException as failure:
-            error = failure
+            error = disk_full(opened.output_dir, failure) or failure
+            if error is not failure:
+                raise error from failure
             raise
         finally:
             if opened.record is not None:
