@@ -37,7 +37,7 @@ def test_a_checkpoint_that_fills_the_disk_says_the_disk_is_full(small_disk):
     assert error.value.errno == errno.ENOSPC
     record = read_run(output_dir)
     assert record.status == "failed" and record.error.startswith("OSError: [Errno 28] The disk holding")
-    with pytest.raises(ValueError, match="checkpoint-15 never finished saving"):
+    with pytest.raises(ValueError, match="checkpoint-15: the save never finished"):
         resolve_checkpoint("latest", output_dir)
 
 

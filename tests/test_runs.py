@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from toolkit.runs import (
     PEAK_RSS_RESET,
@@ -23,7 +25,7 @@ from toolkit.runs import (
 def checkpoint(folder, step: int, complete: bool = True):
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    (path / "model.safetensors").write_bytes(b"weights")
+    save_file({"weight": torch.zeros(4)}, path / "model.safetensors")
     if complete:
         (path / TRAINER_STATE_FILE).write_text(json.dumps({"global_step": step}))
     return path
@@ -123,7 +125,7 @@ def test_latest_is_the_newest_complete_checkpoint(tmp_path):
     checkpoint(tmp_path, 9)
     assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-10")
     checkpoint(tmp_path, 12, complete=False)  # a save cut short (a crash, SIGKILL) has no trainer_state.json
-    with pytest.warns(UserWarning, match="Skipping checkpoint-12 .* the save never finished"):
+    with pytest.warns(UserWarning, match="Skipping checkpoint-12: the save never finished"):
         assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-10")
     with pytest.raises(ValueError, match="checkpoint-12: the save never finished"):
         resolve_checkpoint(str(tmp_path / "checkpoint-12"), tmp_path)
@@ -132,11 +134,32 @@ def test_latest_is_the_newest_complete_checkpoint(tmp_path):
         assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-10")
 
 
+def test_latest_skips_a_checkpoint_with_a_damaged_file_and_a_path_to_one_names_it(tmp_path):
+    """A truncated model.safetensors or optimizer.pt in the latest checkpoint failed deep in the resume, naming no
+    file (torch even suggested weights_only=False)."""
+    checkpoint(tmp_path, 2)
+    torch.save({"state": torch.zeros(8)}, checkpoint(tmp_path, 4) / "optimizer.pt")
+    weights = checkpoint(tmp_path, 6) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-3])  # cut short
+    optimizer = checkpoint(tmp_path, 8) / "optimizer.pt"
+    torch.save({"state": torch.zeros(8)}, optimizer)
+    optimizer.write_bytes(optimizer.read_bytes()[:200])
+    message = (
+        "Skipping checkpoint-8: optimizer.pt is cut short or damaged; checkpoint-6: model.safetensors is cut short"
+    )
+    with pytest.warns(UserWarning, match=message):
+        assert resolve_checkpoint("latest", tmp_path) == str(tmp_path / "checkpoint-4")
+    with pytest.raises(ValueError, match="checkpoint-6: model.safetensors is cut short or damaged; pass an earlier"):
+        resolve_checkpoint(str(tmp_path / "checkpoint-6"), tmp_path)
+
+
 def test_latest_without_a_complete_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint-\\* folder"):
         resolve_checkpoint("latest", tmp_path)
     checkpoint(tmp_path, 5, complete=False)
-    with pytest.raises(ValueError, match=r"no complete checkpoint-\* folder .*\(checkpoint-5 never finished saving\)"):
+    with pytest.raises(
+        ValueError, match=r"no complete checkpoint-\* folder .*\(checkpoint-5: the save never finished"
+    ):
         resolve_checkpoint("latest", tmp_path)
 
 

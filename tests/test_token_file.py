@@ -50,3 +50,21 @@ def test_a_half_written_token_file_is_rewritten(corpus):
     path.with_suffix(".json").unlink()  # as if the writer died before recording the file
     path.write_bytes(b"\x00" * 10)
     assert np.array_equal(token_stream(tokenized), expected)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short", "damaged record"])
+def test_a_token_file_deleted_or_cut_short_since_it_was_written_is_written_again(corpus, damage):
+    """The file's record stayed, so the stream was read from a missing file (FileNotFoundError) or a short one
+    (numpy's "mmap length is greater than file size")."""
+    tokenized = tokenize_texts(corpus, build_char_tokenizer([TEXT]), "text")
+    stream = token_stream(tokenized)
+    expected, path = np.array(stream), Path(stream.filename)
+    del stream
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "cut short":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        path.with_suffix(".json").write_text('{"dtype": "uint16", "tok')
+    with pytest.warns(UserWarning, match="is missing, cut short or damaged: writing it again"):
+        assert np.array_equal(token_stream(tokenized), expected)

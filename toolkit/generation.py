@@ -181,6 +181,10 @@ class GenerateArguments:
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, ... or auto."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code shipped with the model."})
 
+    def __post_init__(self):
+        if self.prompt == "":
+            raise ValueError("--prompt is empty: give the text to continue (the default, a newline, starts a text).")
+
 
 def generation_kwargs(args: GenerateArguments, tokenizer) -> dict:
     if args.temperature < 0:

@@ -12,6 +12,12 @@ def argument_parser(dataclass_types, prog: str) -> TrlParser:
     return TrlParser(dataclass_types, prog=prog, allow_abbrev=False)
 
 
+def check_fraction(name: str, value: float) -> None:
+    """A share held out of the data (`--validation_fraction`): strictly between 0 and 1."""
+    if not 0 < value < 1:
+        raise ValueError(f"--{name} is the share held out, strictly between 0 and 1, got {value}.")
+
+
 def subcommand_usage(prog: str, subcommands: dict[str, tuple]) -> str:
     """Usage of a command with subcommands (`toolkit bench`, `toolkit scaling`): one line per subcommand, from the
     first line of its arguments dataclass's docstring."""

@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def read_run(folder: str | Path) -> RunRecord | None:
     path = Path(folder) / RUN_FILE
     if not path.is_file():
         return None
-    values = json.loads(path.read_text())
+    values = read_json(path)
     known = {item.name for item in fields(RunRecord)}
     return RunRecord(**{key: value for key, value in values.items() if key in known})
 
@@ -369,36 +370,61 @@ def check_writable(folder: Path) -> None:
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | Path) -> str | None:
-    """`latest` (or `true`) means the newest complete checkpoint-* in output_dir (newer partial ones are skipped with
-    a warning naming them); a path must be a complete checkpoint."""
+    """`latest` (or `true`) means the newest complete, undamaged checkpoint-* in output_dir (newer ones that never
+    finished saving, or hold a damaged file, are skipped with a warning naming them); a path must be one."""
     if resume_from_checkpoint in (None, "", "false", "False"):
         return None
     if resume_from_checkpoint in ("latest", "true", "True"):
         found = checkpoints(output_dir)
-        complete = [path for path in found if is_complete(path)]
         if not found:
             raise ValueError(f"--resume_from_checkpoint latest: no {CHECKPOINT_PREFIX}-* folder in {output_dir}.")
-        if not complete:
-            raise ValueError(
-                f"--resume_from_checkpoint latest: no complete {CHECKPOINT_PREFIX}-* folder in {output_dir} "
-                f"({', '.join(path.name for path in found)} never finished saving)."
-            )
-        skipped = [path.name for path in found[found.index(complete[-1]) + 1 :]]
-        if skipped:
-            warnings.warn(
-                f"Skipping {', '.join(skipped)} in {output_dir}: the save never finished (no {TRAINER_STATE_FILE}). "
-                f"Resuming from {complete[-1].name}.",
-                stacklevel=2,
-            )
-        return str(complete[-1])
+        skipped = []
+        for path in reversed(found):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                if skipped:
+                    warnings.warn(
+                        f"Skipping {'; '.join(skipped)} (in {output_dir}). Resuming from {path.name}.", stacklevel=2
+                    )
+                return str(path)
+            skipped.append(f"{path.name}: {problem}")
+        raise ValueError(
+            f"--resume_from_checkpoint latest: no complete {CHECKPOINT_PREFIX}-* folder in {output_dir} "
+            f"({'; '.join(reversed(skipped))})."
+        )
     if not Path(resume_from_checkpoint).is_dir():
         raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder.")
-    if not is_complete(resume_from_checkpoint):
+    if (problem := checkpoint_problem(resume_from_checkpoint)) is not None:
         raise ValueError(
-            f"--resume_from_checkpoint {resume_from_checkpoint}: the save never finished (no {TRAINER_STATE_FILE}); "
-            "pass an earlier checkpoint, or latest."
+            f"--resume_from_checkpoint {resume_from_checkpoint}: {problem}; pass an earlier checkpoint, or latest."
         )
     return str(resume_from_checkpoint)
+
+
+def checkpoint_problem(checkpoint: str | Path) -> str | None:
+    """Why a checkpoint cannot be resumed (None: it can): its save never finished (`is_complete`), or a weights or
+    state file in it is cut short or damaged (safetensors: the header and the size it gives; torch's files: the zip
+    directory at their end). A cheap look at each file, not a full read."""
+    if not is_complete(checkpoint):
+        return f"the save never finished (no {TRAINER_STATE_FILE})"
+    for path in sorted(Path(checkpoint).rglob("*")):
+        if path.suffix == ".safetensors" and not safetensors_whole(path):
+            return f"{path.relative_to(checkpoint)} is cut short or damaged"
+        if path.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(path):
+            return f"{path.relative_to(checkpoint)} is cut short or damaged"
+    return None
+
+
+def safetensors_whole(path: Path) -> bool:
+    """A safetensors file's header parses and its tensors end where the file does."""
+    try:
+        with path.open("rb") as file:
+            header_length = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(header_length))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+        return path.stat().st_size == 8 + header_length + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 # metrics.json opens with the same keys for every job, then holds the job's own metrics.
@@ -476,9 +502,17 @@ def sampled_reward_headline(curves: dict[str, list[list[float]]]) -> dict[str, f
 
 
 def read_json(path: str | Path) -> dict:
-    """A JSON file's contents, or {} when it is missing."""
+    """A JSON file's object, or {} when it is missing; a damaged file is named."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ValueError(f"{path} is damaged ({error}): restore it, or leave its folder out.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} is damaged: it holds a JSON {type(value).__name__}, not an object.")
+    return value
 
 
 __all__ = [

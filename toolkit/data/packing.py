@@ -148,8 +148,12 @@ def memory_mapped_token_file(
 ) -> np.ndarray:
     """The flat token file at `path` as a read-only memory map, written first when `<same>.json` (its dtype, token
     and row counts) is missing: `batches()` gives each batch's ids and row count, in order. The file is written under
-    a temporary name and renamed, and its record last, so a half-written file is never read (it is rewritten)."""
+    a temporary name and renamed, and its record last, so a half-written file is never read (it is rewritten), nor a
+    file deleted or cut short since (its size no longer matches the record)."""
     meta_path = path.with_suffix(".json")
+    if meta_path.exists() and not token_file_matches(path, meta_path):
+        warnings.warn(f"The token file {path} is missing, cut short or damaged: writing it again.", stacklevel=2)
+        meta_path.unlink()
     if not meta_path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".partial-{os.getpid()}")
@@ -174,6 +178,15 @@ def memory_mapped_token_file(
     if meta["tokens"] == 0:
         return np.zeros(0, dtype=meta["dtype"])
     return np.memmap(path, dtype=meta["dtype"], mode="r", shape=(meta["tokens"],))
+
+
+def token_file_matches(path: Path, meta_path: Path) -> bool:
+    """Whether the token file at `path` is whole: its record parses and gives its size."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        return path.stat().st_size == meta["tokens"] * np.dtype(meta["dtype"]).itemsize
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:

@@ -282,7 +282,10 @@ def stage_upload(args: PushArguments, folder: Path, token: str | None = None) ->
 def dry_run_files(folder: Path) -> set[str] | None:
     """The files a dry run staged in `folder`, as its marker lists them; None when no dry run wrote the folder."""
     marker = folder / DRY_RUN_MARKER
-    return set(json.loads(marker.read_text())["files"]) if marker.is_file() else None
+    try:
+        return set(json.loads(marker.read_text())["files"]) if marker.is_file() else None
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged marker proves nothing: the folder is treated as one no dry run wrote
 
 
 def clear_dry_run_dir(folder: Path) -> None:

@@ -4,6 +4,7 @@ pairs from a policy's own samples judged by a verifier."""
 import gzip
 import json
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import torch
 
 from ..data import SYNTHETIC_NAME, load_raw
 from ..generation import ModelOrPath, TokenizerOrPath, generate_completions
+from ..parsing import check_fraction
 from ..tasks.arithmetic import ArithmeticDifficultyArguments, verify
 
 logger = logging.getLogger(__name__)
@@ -238,6 +240,13 @@ class PreferenceDataArguments(ArithmeticDifficultyArguments):
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for evaluation."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training pairs."})
 
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("num_pairs", "policy_sample_problems", "policy_samples_per_problem", "max_train_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        check_fraction("validation_fraction", self.validation_fraction)
+
 
 def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets.DatasetDict:
     """Training and held-out preference pairs. The pairs and the held-out share are fixed (the built-in task's
@@ -254,6 +263,12 @@ def load_preference_splits(args: PreferenceDataArguments, seed: int) -> datasets
         logger.info("%d pairs from %s's own answers, %d others", len(sampled), args.policy_samples_from, len(pairs))
         pairs = (
             datasets.concatenate_datasets([pairs.select_columns(sampled.column_names), sampled]) if pairs else sampled
+        )
+    held_out_count = math.ceil(len(pairs) * args.validation_fraction)  # as datasets' train_test_split counts
+    if not 0 < held_out_count < len(pairs):
+        raise ValueError(
+            f"{len(pairs)} preference pair(s) from {args.dataset} cannot be split into training and held-out pairs "
+            f"with --validation_fraction {args.validation_fraction}: give at least 2 pairs."
         )
     held_out = pairs.train_test_split(test_size=args.validation_fraction, seed=0)
     train = held_out["train"]

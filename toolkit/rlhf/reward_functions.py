@@ -3,7 +3,7 @@ model as such a function, and the checked, named functions TRL's GRPO and RLOO t
 
 import importlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
 
 from ..loading import load_tokenizer
@@ -68,7 +68,13 @@ def checked_reward(function: RewardFunction, name: str) -> RewardFunction:
     finite number (None stays allowed: TRL's "this reward does not apply here")."""
 
     def reward(prompts: Sequence[str], completions: Sequence[str], **columns) -> list[float | None]:
-        values = list(function(prompts, completions, **columns))
+        returned = function(prompts, completions, **columns)
+        if isinstance(returned, str | bytes) or not isinstance(returned, Iterable):
+            raise ValueError(
+                f"The reward function {name!r} returned {returned!r}, not a list: it must return one number per "
+                "completion, in order (None for a completion it does not score)."
+            )
+        values = list(returned)
         if len(values) != len(completions):
             raise ValueError(
                 f"The reward function {name!r} returned {len(values)} values for {len(completions)} completions; it "

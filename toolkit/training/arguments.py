@@ -6,6 +6,7 @@ a setting those already have keeps their name (SFT's sequence length is `max_len
 
 from dataclasses import dataclass, field
 
+from ..parsing import check_fraction
 from ..tasks.arithmetic import ArithmeticSizeArguments
 
 BLOCK_SAMPLING = ("strided", "random")  # --block_sampling: blocks every --block_stride tokens, or nanoGPT's offsets
@@ -108,6 +109,14 @@ class DataArguments(ArithmeticSizeArguments):
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.text_sample_by not in TEXT_SAMPLES:
+            raise ValueError(
+                f"--text_sample_by must be one of {', '.join(TEXT_SAMPLES)}, got {self.text_sample_by!r}."
+            )
+        check_fraction("validation_fraction", self.validation_fraction)
+
+
+TEXT_SAMPLES = ("document", "paragraph", "line")  # how datasets' text builder cuts a plain-text file into rows
 
 
 @dataclass
