@@ -30,6 +30,10 @@ def one_too_few(prompts, completions, **columns):
     return [0.0] * (len(completions) - 1)
 
 
+def returns_none(prompts, completions, **columns):
+    return None
+
+
 def nan_for_the_last(prompts, completions, **columns):
     return [0.0] * (len(completions) - 1) + [math.nan]
 

@@ -1,15 +1,18 @@
 """Bad input gets an error that names the file, row or flag and says what to do, before any work is lost."""
 
+import gzip
 import json
 
 import pytest
 from huggingface_hub import constants as hub_constants
 
 from recipes_loader import REPO, load_recipe
+from toolkit import generation
 from toolkit.hub import push_folder
 from toolkit.loading import load_causal_lm
 from toolkit.pipelines.reward import PreferenceDataArguments, load_preference_splits
 from toolkit.rlhf.reward_model import load_reward_model
+from toolkit.runs import read_run, read_summary
 
 CONFIGS = REPO / "recipes/configs"
 pretrain, sft, evaluation = (load_recipe(name) for name in ("pretrain", "sft", "eval"))
@@ -87,6 +90,11 @@ def test_settings_that_cannot_work_name_the_flag(tmp_path, flags, message):
         ("rloo", ["--num_generations", "0"], "--num_generations must be at least 2"),
         ("ppo", ["--top_p", "0"], r"--top_p is the probability mass sampled from, in \(0, 1\]"),
         ("ppo", ["--save_steps", "0"], "--save_steps must be positive with --save_strategy steps"),
+        ("pretrain", ["--text_sample_by", "bogus"], "--text_sample_by must be one of document, paragraph, line"),
+        ("sft", ["--validation_fraction", "1.5"], "--validation_fraction is the share held out, strictly between"),
+        ("dpo", ["--validation_fraction", "0"], "--validation_fraction is the share held out, strictly between"),
+        ("reward", ["--validation_fraction", "1"], "--validation_fraction is the share held out, strictly between"),
+        ("reward", ["--num_pairs", "0"], "--num_pairs 0 leaves no pairs: pass at least 1"),
     ],
 )
 def test_settings_that_can_only_produce_garbage_are_refused_by_flag(job, flags, message, tmp_path):
@@ -95,6 +103,38 @@ def test_settings_that_can_only_produce_garbage_are_refused_by_flag(job, flags, 
     with pytest.raises(ValueError, match=message):
         load_recipe(job).main(argv)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("name", ["cut.jsonl.gz", "damaged.parquet"])
+def test_a_compressed_or_parquet_file_cut_short_is_named(name, tmp_path):
+    """EOFError and pyarrow's ArrowInvalid named no file."""
+    rows = "".join(json.dumps({"text": f"row {i} " * 20}) + "\n" for i in range(2000)).encode()
+    data = tmp_path / name
+    data.write_bytes(gzip.compress(rows)[:3000] if name.endswith(".gz") else b"PAR1" + bytes(100))
+    with pytest.raises(
+        ValueError, match=rf"Could not read .*{name} \((EOFError|ArrowInvalid): .*cut short or damaged"
+    ):
+        run_pretrain(tmp_path, "--dataset", str(data))
+
+
+def test_too_few_pairs_to_hold_some_out_and_an_empty_prompt_are_named(tmp_path):
+    pairs = write_jsonl(tmp_path / "one-pair.jsonl", [{"prompt": "2+2=", "chosen": " 4", "rejected": " 5"}])
+    argv = ["--config", str(CONFIGS / "dpo/tiny_cpu.yaml"), "--output_dir", str(tmp_path / "run")]
+    with pytest.raises(ValueError, match=r"1 preference pair\(s\) from .*one-pair.jsonl cannot be split"):
+        load_recipe("dpo").main([*argv, "--dataset", str(pairs)])
+    with pytest.raises(ValueError, match="--prompt is empty: give the text to continue"):
+        generation.main(["--model_name_or_path", str(tmp_path), "--prompt", ""])
+
+
+def test_a_damaged_record_is_named_by_its_file(tmp_path):
+    """--compare_runs read a damaged run.json or metrics.json into a JSONDecodeError or an AttributeError."""
+    (tmp_path / "run.json").write_text('{"job": "sft", "stat')
+    with pytest.raises(ValueError, match=r"run.json is damaged \(.*\): restore it, or leave its folder out"):
+        read_run(tmp_path)
+    (tmp_path / "run.json").unlink()
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="metrics.json is damaged: it holds a JSON list, not an object"):
+        read_summary(tmp_path)
 
 
 def test_a_flag_prefix_is_an_error_not_another_flag(tmp_path):

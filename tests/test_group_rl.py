@@ -143,6 +143,7 @@ def test_a_reward_model_folder_scores_prompt_response_and_eos(tmp_path):
     "reward, message",
     [
         ("reward_functions:one_too_few", "'one_too_few' returned 7 values for 8 completions"),
+        ("reward_functions:returns_none", "'returns_none' returned None, not a list: it must return one number"),
         ("reward_functions:nan_for_the_last", "'nan_for_the_last' returned nan for completion 7 .*finite numbers"),
         ("correctness", "Unknown reward 'correctness': name one of .*'exact_match'.*'package.module:function'"),
         ("reward_functions:missing", "Cannot import the reward function 'reward_functions:missing'"),

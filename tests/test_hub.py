@@ -551,6 +551,15 @@ def test_dry_run_never_replaces_a_folder_it_did_not_write(gpt_run, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_a_damaged_dry_run_marker_proves_nothing(gpt_run):
+    """A malformed marker raised a JSONDecodeError; it is now a folder no dry run wrote."""
+    folder = push_folder(gpt_run, "alice/gpt-tiny", dry_run=True).dry_run_dir
+    (folder / DRY_RUN_MARKER).write_text('{"files": ["config.j')
+    with pytest.raises(ValueError, match="holds files no dry run wrote .*nothing was changed"):
+        push_folder(gpt_run, "alice/gpt-tiny", dry_run=True)
+    assert (folder / "model.safetensors").is_file()
+
+
 def test_a_downloaded_model_is_never_replaced_by_a_dry_run_into_it(gpt_run, tmp_path):
     """A model downloaded from the Hub holds a toolkit-tagged README.md like a staged folder; a dry run into it (as
     `toolkit push dl --dry_run true --dry_run_dir dl`) must refuse, not delete the model."""

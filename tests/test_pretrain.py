@@ -348,3 +348,12 @@ def test_a_run_whose_training_diverges_fails_naming_the_step(tmp_path):
     record = read_run(tmp_path / "run")
     assert record.status == "failed" and record.error.startswith("TrainingDiverged: Training diverged: the gradient")
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resuming_with_another_model_shape_names_the_setting(tmp_path):
+    """The optimizer state failed to load with "a parameter group that doesn't match the size of optimizer's group"."""
+    run(tmp_path, "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no")
+    with pytest.raises(
+        ValueError, match=r"checkpoint-4 was saved from another model shape: num_hidden_layers 2 \(this"
+    ):
+        run(tmp_path, "--max_steps", "6", "--resume_from_checkpoint", "latest", "--num_layers", "3")

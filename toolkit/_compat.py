@@ -15,6 +15,9 @@ import torch
 # accelerate 1.15: gathering Python objects (per-example evaluation records) across processes.
 from accelerate.utils import gather_object
 
+# datasets 4.x: the error its builders wrap a file reader's own error in.
+from datasets.exceptions import DatasetGenerationError
+
 # huggingface_hub: repository id validation; it talks to the Hub through httpx2 (2.x) or httpx (1.x), whose
 # connection failures (refused, unresolved, timed out) are not wrapped in huggingface_hub's own errors.
 from huggingface_hub import constants as hub_constants
@@ -223,6 +226,7 @@ class TokenWeightedEvaluation:
 
 
 __all__ = [
+    "DatasetGenerationError",
     "WRITE_FAILURE_TEXTS",
     "is_failed_write",
     "DatasetEpochCallback",

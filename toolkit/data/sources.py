@@ -8,12 +8,15 @@ errors that name the file, line or column at fault.
 import codecs
 import gzip
 import json
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import datasets
+import pyarrow
 from huggingface_hub import HfApi
 
+from .._compat import DatasetGenerationError
 from ..tasks.arithmetic import arithmetic_source
 
 SYNTHETIC_NAME = "arithmetic"  # the built-in task's name as a data source, the one place a job's data names it
@@ -141,9 +144,16 @@ def load_raw(
         return arithmetic_source(sizes, synthetic_difficulty)
     path = Path(source).expanduser()
     if path.exists():
-        builder, files = _data_files(path)
-        kwargs = {"sample_by": text_sample_by} if builder == "text" else {}
-        return datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming, **kwargs)
+        try:
+            builder, files = _data_files(path)
+            kwargs = {"sample_by": text_sample_by} if builder == "text" else {}
+            return datasets.load_dataset(builder, data_files={"train": files}, streaming=streaming, **kwargs)
+        except (EOFError, OSError, zlib.error, pyarrow.ArrowException, DatasetGenerationError) as error:
+            cause = error.__cause__ or error  # datasets wraps the reader's own error
+            raise ValueError(
+                f"Could not read {source} ({type(cause).__name__}: {str(cause).splitlines()[0]}): a file is cut "
+                "short or damaged, or is not what its name says (.gz: gzip; .parquet: Parquet)."
+            ) from error
     if data_suffix(Path(source)) in FILE_BUILDERS or source.startswith((".", "/", "~")):
         raise ValueError(f"Data file {source!r} does not exist.")
     return datasets.load_dataset(source, config_name, streaming=streaming)

@@ -242,9 +242,16 @@ class PreferenceDataArguments(ArithmeticDifficultyArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("num_pairs", "policy_sample_problems", "policy_samples_per_problem", "max_train_samples"):
+        for name in ("policy_sample_problems", "policy_samples_per_problem", "max_train_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.num_pairs < 0 or (
+            self.num_pairs == 0 and self.dataset == SYNTHETIC_NAME and self.policy_samples_from is None
+        ):
+            raise ValueError(
+                f"--num_pairs {self.num_pairs} leaves no pairs: pass at least 1 (or 0 with --policy_samples_from, "
+                "to train on the policy's own answers only)."
+            )
         check_fraction("validation_fraction", self.validation_fraction)
 
 

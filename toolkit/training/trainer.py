@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from trl import SFTTrainer
 
 from .. import stopping
 from .._compat import TokenWeightedEvaluation
 from ..plotting import draw_run_curves, plot_training_curves
-from ..runs import CURVES_FILE, JobResult, resolve_checkpoint
+from ..runs import CURVES_FILE, JobResult, read_json, resolve_checkpoint
 
 
 def perplexity(loss: float) -> float:
@@ -160,6 +161,40 @@ def whole_run_train_loss(log_history: list[dict]) -> float:
     return total / max(last_step, 1)
 
 
+# The config.json entries that fix a model's parameter shapes (our GPT and Llama-style names, GPT-2's).
+SHAPE_SETTINGS = (
+    "model_type",
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "n_layer",
+    "n_embd",
+    "n_head",
+    "n_inner",
+)
+
+
+def check_same_shape(model: torch.nn.Module, checkpoint: str) -> None:
+    """A checkpoint resumes the model it was saved from: a model built with other shape flags is refused by name
+    (its optimizer state would fail to load with "a parameter group that doesn't match")."""
+    saved = read_json(Path(checkpoint) / "config.json")
+    config = getattr(model, "config", None)
+    current = config.to_dict() if config is not None else {}
+    changed = [
+        f"{key} {saved[key]} (this run: {current[key]})"
+        for key in SHAPE_SETTINGS
+        if key in saved and key in current and saved[key] != current[key]
+    ]
+    if changed:
+        raise ValueError(
+            f"{checkpoint} was saved from another model shape: {', '.join(changed)}. Resume with the model flags of "
+            "the run that saved it, or start a new run (another --output_dir, or --overwrite_output_dir true)."
+        )
+
+
 def train_and_save(
     trainer: Trainer,
     args: TrainingArguments,
@@ -176,6 +211,8 @@ def train_and_save(
     `curves(log_history, path, title)` draws other curves than loss and perplexity (e.g. an RL run's rewards).
     A run stopped by SIGTERM / Ctrl-C keeps its checkpoint and raises `toolkit.stopping.JobStopped`."""
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is not None:
+        check_same_shape(trainer.model, checkpoint)
     language_model = isinstance(trainer, PerplexityLoggingMixin)
     stopper = GracefulStopCallback()
     trainer.add_callback(stopper)
