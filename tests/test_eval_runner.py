@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 from summaries import checked_summary
+from test_distributed import environment, process_ids
 from transformers import AutoModelForCausalLM
 
 from recipes_loader import REPO, load_recipe
@@ -328,6 +329,45 @@ def test_sigterm_stops_an_evaluation_between_batches(models, tmp_path):
     assert time.time() - stopped < 20
     assert "Stopped by SIGTERM during evaluation" in out
     assert read_run(output_dir).status == "stopped" and not (output_dir / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_of_a_two_process_evaluation_is_a_stop(models, tmp_path):
+    """Rank 0 died on gloo's "Connection closed by peer" once rank 1 had stopped, the run was recorded failed, and the
+    launcher exited 1."""
+    text = tmp_path / "long.txt"
+    text.write_text("\n".join(PROBLEMS["text"]) * 200)
+    output_dir = tmp_path / "eval"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    command += [str(REPO / "accelerate_configs/multi_gpu.yaml"), "--num_processes", "2", str(REPO / "recipes/eval.py")]
+    command += ["--models", models["base"], "--tasks", "perplexity", "--perplexity_data", str(text)]
+    command += ["--context_length", "16", "--batch_size", "1", "--use_cpu", "true", "--output_dir", str(output_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 120
+    while not (output_dir / "run.json").is_file():
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.2)
+    ranks = {environment(pid).get("RANK"): pid for pid in process_ids(str(output_dir))}
+    while not all(catches_sigterm(ranks.get(rank, 0)) for rank in ("0", "1")):  # both are evaluating
+        assert time.time() < deadline and process.poll() is None
+        ranks = {environment(pid).get("RANK"): pid for pid in process_ids(str(output_dir))}
+        time.sleep(0.2)
+    os.kill(ranks["1"], signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert read_run(output_dir).status == "stopped" and not (output_dir / "results.json").exists(), out[-3000:]
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler installed (the stop handler, while a job's work runs)."""
+    try:
+        status = dict(
+            line.split(":\t", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":\t" in line
+        )
+    except OSError:
+        return False
+    return bool(int(status["SigCgt"], 16) >> (signal.SIGTERM - 1) & 1)
 
 
 def test_mcnemar_exact_against_hand_computed_cases():

@@ -11,10 +11,13 @@ send it SIGTERM when its parent dies (PR_SET_PDEATHSIG), so stopping the launche
 """
 
 import ctypes
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -36,13 +39,36 @@ class JobStopped(Exception):
 
 class _Requests:
     signal_number: int | None = None
+    passed_on: Path | None = None  # the file saying this process passed its stop on to the agent
 
 
 _requests = _Requests()
 
 
 def _request(signum, frame) -> None:
+    first = _requests.signal_number is None
     _requests.signal_number = signum
+    if first:
+        _pass_to_the_agent(signum)
+
+
+def _pass_to_the_agent(signum: int) -> None:
+    """Under torchrun's elastic agent (`accelerate launch` with several processes), pass a signal that reached one
+    rank to the agent, which then stops every rank and exits with 128 + the signal's number, as when the launcher
+    itself is signalled (a rank's own exit 143 reads to the agent as a failure: exit 1). The first local rank to hear
+    of the stop passes it on (an exclusive file named by the agent's pid and start time), so a stop the agent sent to
+    every rank is passed back once at most, which the agent's shutdown takes in its stride."""
+    agent = os.getppid()
+    if "TORCHELASTIC_RUN_ID" not in os.environ or agent <= 1:
+        return
+    try:
+        started = Path(f"/proc/{agent}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        marker = Path(tempfile.gettempdir(), f"toolkit-stop-{agent}-{started}")
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except (OSError, IndexError):
+        return  # another rank passed it on, or this is no Linux agent
+    _requests.passed_on = marker
+    os.kill(agent, signum)
 
 
 def _set_parent_death_signal(signum: int) -> None:
@@ -65,6 +91,9 @@ def stop_on_signals() -> Iterator[None]:
         _set_parent_death_signal(0)
         for number, handler in previous.items():
             signal.signal(number, handler)
+        if _requests.passed_on is not None:
+            _requests.passed_on.unlink(missing_ok=True)
+            _requests.passed_on = None
 
 
 def requested() -> str | None:

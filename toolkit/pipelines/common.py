@@ -18,6 +18,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 from trl import TrlParser
 
+from .. import stopping
 from ..adapters import lora_config, merge_adapter
 from ..jobs import Job, get_job
 from ..loading import load_causal_lm, load_tokenizer
@@ -160,6 +161,10 @@ def execute(name: str, *arguments) -> dict:
             status = "stopped"
             raise
         except BaseException as failure:
+            if (signal_name := stopping.requested()) is not None:
+                # Another process stopped first and left this one's collective: the run stopped, it did not fail.
+                status = "stopped"
+                raise JobStopped(signal_name, f"while stopping ({type(failure).__name__}: {failure})") from failure
             error = disk_full(opened.output_dir, failure) or failure
             if error is not failure:
                 raise error from failure
