@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.jobs import Job
 from toolkit.runs import JobResult, sampled_reward_headline
+from toolkit.stopping import JobStopped
 from toolkit.tokenization import build_char_tokenizer
 from toolkit.training import RunArguments
 
@@ -27,6 +28,7 @@ class DummyArguments:
     model_name_or_path: str = field(default="nothing", metadata={"help": "What it starts from."})
     dataset: str = field(default="made-up", metadata={"help": "What it reads."})
     steps: int = field(default=4, metadata={"help": "Logged steps, 8 episodes each."})
+    stop: bool = field(default=False, metadata={"help": "Stop as a SIGTERM stops a job, once its model is saved."})
 
 
 ARGUMENTS = (DummyArguments, RunArguments)
@@ -41,6 +43,8 @@ def run(opened, args: DummyArguments, run_args: RunArguments) -> JobResult:
     if opened.main_process:
         model.save_pretrained(args.output_dir)
         tokenizer.save_pretrained(args.output_dir)
+    if args.stop:
+        raise JobStopped("SIGTERM", f"at step {args.steps}")
     curves = {"reward": [[8 * (step + 1), 0.1 * step] for step in range(args.steps)]}
     return JobResult(
         metrics={"steps": args.steps},

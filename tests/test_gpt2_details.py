@@ -11,8 +11,8 @@ from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadMo
 
 from toolkit import apply_lora, apply_prompt_tuning, generate
 from toolkit.generation import generate_completions
+from toolkit.loading import load_gpt2_tokenizer
 from toolkit.rlhf.reward_model import reward_model_from_causal_lm, reward_scores
-from toolkit.tokenization import load_gpt2_tokenizer
 
 PROMPTS = ["The quick brown fox", "Hello", "Question: what is 2 + 3?\nAnswer:"]
 

@@ -104,3 +104,13 @@ def test_sft_shows_no_flags_for_a_model_built_from_scratch():
     ):
         assert flag not in help_text, flag
         assert flag in job_parser("pretrain").format_help(), flag
+
+
+def test_a_stopped_run_is_recorded_stopped_exits_143_and_is_not_pushed(dummy, tmp_path):
+    folder = tmp_path / "run"
+    argv = ["--output_dir", str(folder), "--stop", "true", "--push_repo_id", "me/dummy", "--push_dry_run", "true"]
+    with pytest.raises(SystemExit) as stopped:
+        run_job("dummy", argv)
+    assert stopped.value.code == 143
+    assert read_run(folder).status == "stopped" and (folder / "model.safetensors").is_file()
+    assert not (folder / "hub-upload").exists() and not (folder / "metrics.json").exists()

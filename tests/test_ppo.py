@@ -11,6 +11,7 @@ from copy import deepcopy
 import datasets
 import pytest
 import torch
+from accelerate import Accelerator
 from peft import LoraConfig, get_peft_model
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
@@ -495,6 +496,17 @@ def test_save_total_limit_keeps_the_newest_checkpoints(tmp_path, tokenizer):
 def test_settings_that_cannot_train_are_refused_by_name(tmp_path, setting, message):
     with pytest.raises(ValueError, match=message):
         make_config(tmp_path, **setting)
+
+
+def test_processes_launched_together_that_each_set_up_alone_are_refused(tmp_path, tokenizer, monkeypatch):
+    """Each would run the whole job (N copies writing one folder): launched by torchrun without --use_cpu on CPU."""
+    config = make_config(tmp_path)  # (TrainingArguments resets accelerate's state as it is made)
+    accelerator = Accelerator(cpu=True)  # one process, as each of them sees itself
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="launched as 2 processes, but each one set itself up alone .*--use_cpu true"):
+        PPOTrainer(
+            config, tiny_policy(tokenizer), tokenizer, PROMPTS, reward_fn=starts_with_a, accelerator=accelerator
+        )
 
 
 class Payload:

@@ -30,3 +30,13 @@ def test_python_api_example_runs(tmp_path):
     assert "validation perplexity" in result.stdout
     assert "trainable params: 2,048 || all params:" in result.stdout  # r=4 on q/v of 2 layers, width 64
     assert (tmp_path / "outputs/api-example/model.safetensors").exists()  # train_and_save saved the model
+
+
+def test_every_test_the_docs_cite_exists():
+    """The reliability page proves each guarantee by a test's name: a renamed or deleted test must not leave it."""
+    pages = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
+    cited = {match for page in pages for match in re.findall(r"`(tests/\w+\.py)(?:::(\w+))?", page.read_text())}
+    assert len(cited) > 30
+    for path, name in sorted(cited):
+        assert (REPO / path).is_file(), path
+        assert not name or f"def {name}(" in (REPO / path).read_text(), f"{path}::{name}"

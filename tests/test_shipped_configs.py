@@ -18,8 +18,8 @@ import yaml
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from recipes_loader import DEMO_PLANS, REPO, load_recipe, recipe_configs
+from toolkit.loading import load_gpt2_tokenizer
 from toolkit.pipelines.demo import plan_stages
-from toolkit.tokenization import load_gpt2_tokenizer
 
 CONFIGS = recipe_configs()
 GPT2_ID = "openai-community/gpt2"

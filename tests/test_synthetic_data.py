@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 
+from toolkit.loading import load_gpt2_tokenizer
 from toolkit.tasks.arithmetic import (
     arithmetic_splits,
     corrupt_solution,
@@ -14,7 +15,6 @@ from toolkit.tasks.arithmetic import (
     make_arithmetic_dataset,
     split_of,
 )
-from toolkit.tokenization import load_gpt2_tokenizer
 
 ANNOTATION = re.compile(r"<<([^=>]+)=([^>]+)>>")
 BINARY_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}

@@ -9,14 +9,13 @@ from transformers import AutoTokenizer
 from toolkit import GPTConfig, GPTForCausalLM
 from toolkit.data import token_stream, tokenize_texts
 from toolkit.data.packing import LONG_TEXT, text_pieces
-from toolkit.loading import load_tokenizer
+from toolkit.loading import load_gpt2_tokenizer, load_tokenizer
 from toolkit.tokenization import (
     EOS_TOKEN,
     PAD_TOKEN,
     UNK_TOKEN,
     build_char_tokenizer,
     check_tokenizer_fits,
-    load_gpt2_tokenizer,
     train_bpe_tokenizer,
 )
 from toolkit.training.setup import corpus_texts

@@ -13,10 +13,10 @@ light; it always registers the GPT with the transformers Auto classes):
 
 - models: `GPTConfig`, `GPTForCausalLM`, `GPTForSequenceClassification`, `GPTModel`, `PRESETS`, `gpt2_to_gpt`,
   `gpt_to_gpt2`, `load_gpt2_as_gpt`
-- tokenizers: `build_char_tokenizer`, `train_bpe_tokenizer`, `load_gpt2_tokenizer`, `check_tokenizer_fits`
+- tokenizers: `build_char_tokenizer`, `train_bpe_tokenizer`, `check_tokenizer_fits`
 - data: `load_raw`, `train_validation_splits`, `pack_for_language_modeling`
 - the arithmetic task: `make_arithmetic_dataset`, `arithmetic_splits`, `format_prompt`, `verify`
-- loading and generation: `load_causal_lm`, `load_tokenizer`, `generate`, `generate_completions`
+- loading and generation: `load_causal_lm`, `load_tokenizer`, `load_gpt2_tokenizer`, `generate`, `generate_completions`
 - PEFT: `apply_lora`, `apply_prompt_tuning`, `attention_target_modules`, `describe_parameters`
 - training: `ModelArguments`, `DataArguments`, `AdapterArguments`, `RunArguments`, `ToolkitTrainer`,
   `ToolkitSFTTrainer`, `train_and_save`
@@ -51,7 +51,6 @@ LAZY = {
     "toolkit.tokenization": (
         "build_char_tokenizer",
         "train_bpe_tokenizer",
-        "load_gpt2_tokenizer",
         "check_tokenizer_fits",
     ),
     "toolkit.data": (
@@ -60,7 +59,7 @@ LAZY = {
         "pack_for_language_modeling",
     ),
     "toolkit.tasks.arithmetic": ("make_arithmetic_dataset", "arithmetic_splits", "format_prompt", "verify"),
-    "toolkit.loading": ("load_causal_lm", "load_tokenizer"),
+    "toolkit.loading": ("load_causal_lm", "load_tokenizer", "load_gpt2_tokenizer"),
     "toolkit.generation": ("generate", "generate_completions"),
     "toolkit.adapters": (
         "apply_lora",

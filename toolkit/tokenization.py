@@ -1,4 +1,5 @@
-"""Tokenizers for the toolkit's GPTs: character-level, byte-level BPE trained on your corpus, and GPT-2's own.
+"""Tokenizers built for the toolkit's GPTs: character-level, and byte-level BPE trained on your corpus (GPT-2's own
+is read by `toolkit.loading.load_gpt2_tokenizer`).
 
 Every tokenizer here is a `transformers` fast tokenizer backed by the `tokenizers` library, so
 `tokenizer.save_pretrained(folder)` writes a plain `tokenizer.json` that `AutoTokenizer.from_pretrained(folder)` loads
@@ -7,12 +8,9 @@ anywhere, without this package installed. All of them carry an `eos_token` and a
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
-    AutoTokenizer,
-    GPT2Tokenizer,
     PreTrainedConfig,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
@@ -21,10 +19,6 @@ from transformers import (
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 UNK_TOKEN = "<|unk|>"
-GPT2_CONTEXT_LENGTH = 1024
-
-# The two spellings of GPT-2's BPE files: Hugging Face's and OpenAI's original release (same bytes).
-GPT2_FILE_NAMES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 
 
 def _wrap(
@@ -124,64 +118,6 @@ def train_bpe_tokenizer(
     return _wrap(tokenizer, model_max_length=model_max_length, padding_side=padding_side)
 
 
-def gpt2_bpe_files(folder: Path) -> tuple[Path, Path] | None:
-    """The (vocab, merges) paths in `folder` under either spelling, or None."""
-    for vocab_name, merges_name in GPT2_FILE_NAMES:
-        if (folder / vocab_name).is_file() and (folder / merges_name).is_file():
-            return folder / vocab_name, folder / merges_name
-    return None
-
-
-def load_gpt2_tokenizer(
-    path_or_id: str | os.PathLike = "openai-community/gpt2",
-    *,
-    pad_token: str | None = None,
-    model_max_length: int | None = None,
-    padding_side: str | None = None,
-) -> PreTrainedTokenizerBase:
-    """GPT-2's byte-level BPE tokenizer from a local folder or the Hub.
-
-    `path_or_id` is one of: a folder saved with `save_pretrained` (holding `tokenizer.json` or
-    `tokenizer_config.json`); a folder with the bare BPE files, `vocab.json` + `merges.txt` or OpenAI's
-    `encoder.json` + `vocab.bpe`; or a Hub id such as "openai-community/gpt2" (downloaded by transformers).
-
-    GPT-2 has no pad token. By default a folder's saved pad token is kept, and otherwise `<|endoftext|>` is reused
-    as pad: the vocabulary stays at 50257, so the pretrained weights fit unchanged, and padded positions must be
-    told apart by the attention mask, not by the pad id. Pass another string (e.g. "<|pad|>") to add a dedicated
-    pad token: `len(tokenizer)` grows by one, so call `model.resize_token_embeddings(len(tokenizer))` (see
-    `check_tokenizer_fits`).
-
-    Args:
-        path_or_id: local folder or Hub id.
-        pad_token: the pad token, added to the vocabulary if missing; None keeps the saved one or reuses EOS.
-        model_max_length: the model's context length; None keeps the saved one (1024 for bare BPE files).
-        padding_side: "right" (training) or "left" (batched generation); None keeps the saved one (right).
-    """
-    # Passed to the constructor (not set afterwards) so that `save_pretrained` records them.
-    kwargs = {"model_max_length": model_max_length, "padding_side": padding_side}
-    kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    folder = Path(path_or_id)
-    saved_with_transformers = (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
-    if folder.is_dir() and not saved_with_transformers:
-        gpt2_files = gpt2_bpe_files(folder)
-        if gpt2_files is None:
-            expected = " or ".join(" + ".join(names) for names in GPT2_FILE_NAMES)
-            raise FileNotFoundError(f"No tokenizer in {folder}: expected tokenizer.json, or {expected}.")
-        vocab, merges = models.BPE.read_file(str(gpt2_files[0]), str(gpt2_files[1]))
-        kwargs.setdefault("model_max_length", GPT2_CONTEXT_LENGTH)
-        tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges, **kwargs)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, **{"trust_remote_code": False, **kwargs})
-
-    if pad_token is None:
-        pad_token = tokenizer.pad_token or EOS_TOKEN
-    if pad_token in tokenizer.get_vocab():
-        tokenizer.pad_token = pad_token
-    else:
-        tokenizer.add_special_tokens({"pad_token": pad_token})
-    return tokenizer
-
-
 def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, model_or_config: object) -> None:
     """Raise a ValueError when the tokenizer has ids the model cannot embed (`len(tokenizer) > vocab_size`).
 
@@ -204,6 +140,5 @@ __all__ = [
     "UNK_TOKEN",
     "build_char_tokenizer",
     "train_bpe_tokenizer",
-    "load_gpt2_tokenizer",
     "check_tokenizer_fits",
 ]

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from ..data import TokenBlocks, load_raw, token_stream, tokenize_texts
-from ..loading import load_tokenizer
+from ..loading import load_gpt2_tokenizer, load_tokenizer
 from ..models import GPTConfig, GPTForCausalLM
-from ..tokenization import load_gpt2_tokenizer
 from .common import side_by_side
 
 MB = 10**6
