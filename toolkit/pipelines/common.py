@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from accelerate import PartialState
@@ -92,9 +92,8 @@ def check_settings(arguments: Sequence) -> None:
             value = getattr(group, item.name)
             values = value if isinstance(value, list | tuple) else [value]
             if any(isinstance(number, float) and not math.isfinite(number) for number in values):
-                raise ValueError(
-                    f"--{item.name} {value} is not a finite number: pass a number (default {item.default})."
-                )
+                default = "" if item.default is MISSING else f" (default {item.default})"
+                raise ValueError(f"--{item.name} {value} is not a finite number: pass a number{default}.")
     training = next((group for group in arguments if isinstance(group, TrainingArguments)), None)
     if training is None:
         return
